@@ -1,0 +1,80 @@
+"""FedAvg: the sample-weighted mean of the updates (McMahan et al., 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from p2pfl.aggregation.aggregator import AggregationError, Aggregator
+from p2pfl.parameters import Parameters, Update, check_compatible, is_float
+
+
+def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted mean accumulated in float64 (complex128 for complex), cast back to the inputs' dtype.
+
+    Float16/bfloat16 inputs with huge weights cannot overflow because nothing is summed in
+    their own precision; integer tensors (e.g. batch-norm counters) are rounded to the
+    nearest integer instead of being truncated.
+    """
+    dtype = arrays[0].dtype
+    acc_dtype = np.complex128 if dtype.kind == "c" else np.float64
+    total = float(sum(weights))
+    acc = np.zeros(arrays[0].shape, dtype=acc_dtype)
+    for array, weight in zip(arrays, weights):
+        acc += array.astype(acc_dtype) * (weight / total)
+    if dtype.kind in "iub":
+        return np.rint(acc).astype(dtype)
+    return acc.astype(dtype)
+
+
+def check_same_tensors(updates: Sequence[Update]) -> None:
+    """Every update must carry the same names, shapes and dtypes as the first."""
+    first = updates[0].parameters
+    for update in updates[1:]:
+        check_compatible(first, update.parameters)
+        for name, value in update.parameters.items():
+            if value.dtype != first[name].dtype:
+                raise AggregationError(f"{name}: dtype {value.dtype} != {first[name].dtype}")
+
+
+def merge_extras(updates: Sequence[Update], weights: Sequence[float]) -> dict[str, Parameters]:
+    """Weighted mean of each extra present in every update (e.g. control-variate deltas)."""
+    names = set.intersection(*(set(u.extras) for u in updates)) if updates else set()
+    return {
+        key: {n: weighted_mean([u.extras[key][n] for u in updates], weights) for n in updates[0].extras[key]}
+        for key in sorted(names)
+    }
+
+
+class FedAvg(Aggregator):
+    """Sample-weighted mean. Partial aggregates of disjoint contributor sets can be merged."""
+
+    name = "fedavg"
+    supports_partial = True
+
+    def aggregate(self, updates: Sequence[Update], global_parameters: Parameters | None = None) -> Update:
+        self.check_count(updates)
+        seen: set[str] = set()
+        for update in updates:
+            if seen & update.contributors:
+                raise AggregationError(f"contributors aggregated twice: {sorted(seen & update.contributors)}")
+            seen |= update.contributors
+        total = sum(u.num_samples for u in updates)
+        if total <= 0:
+            raise AggregationError("cannot aggregate: the updates carry zero samples in total")
+        check_same_tensors(updates)
+        weights = [float(u.num_samples) for u in updates]
+        params = {
+            name: weighted_mean([u.parameters[name] for u in updates], weights) for name in updates[0].parameters
+        }
+        return Update(
+            parameters=params,
+            num_samples=total,
+            contributors=frozenset(seen),
+            round=max(u.round for u in updates),
+            extras=merge_extras(updates, weights),
+        )
+
+
+__all__ = ["FedAvg", "weighted_mean", "check_same_tensors", "merge_extras", "is_float"]
