@@ -141,7 +141,12 @@ class MemoryTransport(Transport):
         payload: Message | bytes = message
         if self.options.encode_messages:
             payload = encode_message(message)
-            self.network.bytes_sent += len(payload)
+            size = len(payload)
+        else:  # what the encoding would cost, without paying for it
+            size = message.model.nbytes if message.model is not None else 0
+        self.bytes_sent += size
+        self.messages_sent += 1
+        self.network.bytes_sent += size
         self.network.messages_sent += 1
         peer._post(peer._receive, payload, self.node_id)
 

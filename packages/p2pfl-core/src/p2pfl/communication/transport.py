@@ -72,6 +72,9 @@ class Transport(abc.ABC):
         self.listen_address = address
         self.options = options or TransportOptions()
         self.params = params
+        #: bytes and messages this transport put on the wire (for the run's metrics)
+        self.bytes_sent = 0
+        self.messages_sent = 0
 
     @property
     @abc.abstractmethod
