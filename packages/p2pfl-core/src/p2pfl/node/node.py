@@ -304,6 +304,16 @@ class Node:
         except asyncio.TimeoutError:
             pass
 
+    async def await_members(self, count: int, timeout: float) -> bool:
+        """Wait until this node knows ``count`` live members (itself included); False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.members) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await self.wait_for_change(remaining)
+        return True
+
     def _wake(self) -> None:
         if self._changed is not None:
             self._changed.set()
@@ -364,9 +374,11 @@ class Node:
             if node != self.id:
                 self.members.add(node)
                 self.gone.pop(node, None)
+        self._wake()
 
     def _on_members(self, msg: Message) -> None:
         self.members.update(m for m in msg.args if m and m not in self.gone)
+        self._wake()
 
     def _on_gone(self, msg: Message) -> None:
         if not msg.args or msg.args[0] == self.id:
