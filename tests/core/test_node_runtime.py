@@ -112,13 +112,13 @@ def test_dead_trainer_is_dropped_at_once(caplog):
 
 
 def test_late_joiner_gets_the_model_and_takes_part_next_round():
-    with MemoryCluster(4, ring_edges(4), learner=gated_factory({0: {1}})) as cluster:
+    with MemoryCluster(4, ring_edges(4), learner=gated_factory({2: {1}})) as cluster:
         cluster.nodes[0].start_learning(rounds=3)
-        assert cluster.nodes[0].learner.entered.wait(DEADLINE)  # round 1 is under way
+        assert cluster.nodes[2].learner.entered.wait(DEADLINE)  # round 1 is under way at node 2
         joiner = cluster.new_node("late", 9)
         joiner.start()
         joiner.connect(cluster.nodes[2].address)
-        cluster.nodes[0].learner.release.set()
+        cluster.nodes[2].learner.release.set()
         everyone = [*cluster.nodes, joiner]
         assert cluster.wait(DEADLINE, everyone)
         assert joiner.status == "finished"
@@ -142,10 +142,10 @@ def test_stop_learning_interrupts_and_nodes_are_reusable():
 
 
 def test_early_message_is_kept_and_stale_one_dropped():
-    with MemoryCluster(3, full_edges(3), learner=gated_factory({0: {2}})) as cluster:
+    with MemoryCluster(3, full_edges(3), learner=gated_factory({1: {2}})) as cluster:
         node, peer = cluster.nodes[1], cluster.nodes[2]
         cluster.nodes[0].start_learning(rounds=3)
-        assert cluster.nodes[0].learner.entered.wait(DEADLINE)  # everyone is in round 2 now
+        assert node.learner.entered.wait(DEADLINE)  # node is training in round 2 now
         plan = node.plan
         model = payload_of(node)
         early = Message("update", origin="ghost", sender=peer.id, round=3, model=model, experiment=plan.id)
@@ -156,7 +156,7 @@ def test_early_message_is_kept_and_stale_one_dropped():
         inbox1 = node.runtime.call(lambda: dict(node._inbox.get((plan.id, 1), {})))
         assert "ghost" in inbox3
         assert "ghost" not in inbox1
-        cluster.nodes[0].learner.release.set()
+        node.learner.release.set()
         assert cluster.wait(DEADLINE)
         assert cluster.agree()
 
@@ -177,10 +177,10 @@ HOSTILE = [
 @pytest.mark.parametrize("payload", HOSTILE)
 def test_hostile_bytes_do_not_stop_a_node(payload, caplog):
     caplog.set_level(logging.WARNING, logger="p2pfl")
-    with MemoryCluster(3, full_edges(3), learner=gated_factory({0: {1}})) as cluster:
+    with MemoryCluster(3, full_edges(3), learner=gated_factory({1: {1}})) as cluster:
         node, peer = cluster.nodes[1], cluster.nodes[2]
         cluster.nodes[0].start_learning(rounds=2)
-        assert cluster.nodes[0].learner.entered.wait(DEADLINE)
+        assert node.learner.entered.wait(DEADLINE)
         good = Message("update", origin=peer.id, round=1, model=payload_of(node), experiment=node.plan.id)
         data = encode_message(good)
         if payload is None:
@@ -188,7 +188,7 @@ def test_hostile_bytes_do_not_stop_a_node(payload, caplog):
         elif payload == "absurd":
             payload = _absurd_tensor(good)
         cluster.network.inject(node.address, payload, peer.id)
-        cluster.nodes[0].learner.release.set()
+        node.learner.release.set()
         assert cluster.wait(DEADLINE)
         assert [n.status for n in cluster.nodes] == ["finished"] * 3
         assert cluster.agree()
