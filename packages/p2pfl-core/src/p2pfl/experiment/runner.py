@@ -96,8 +96,11 @@ def node_data_for(cfg: Mapping[str, Any], plugins: PluginManager) -> list[NodeDa
     data, seed, n = cfg["data"], cfg["seed"], cfg["network"]["nodes"]
     ds_name, ds_params = component_spec(data["dataset"])
     part_name, part_params = component_spec(data["partitioning"])
+    loader = plugins.load("datasets", ds_name)
+    if "seed" in inspect.signature(loader).parameters:
+        ds_params.setdefault("seed", seed)  # seeds the train/test split of sources without one
     try:
-        spec = plugins.load("datasets", ds_name)(**ds_params)
+        spec = loader(**ds_params)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         raise ConfigError([f"data.dataset: {exc}"]) from None
     partitioner = plugins.load("partitioners", part_name)
@@ -139,6 +142,9 @@ class Simulation:
         self.close()
 
     def build(self) -> None:
+        import datasets
+
+        datasets.disable_progress_bars()  # they would garble the live progress display
         cfg = self.cfg
         datas = node_data_for(cfg, self.plugins)
         settings = node_settings(cfg)

@@ -54,11 +54,12 @@ class NodeData:
         """``(x, y)`` of a split as numpy arrays: x float32 ``(n, *input_shape)``, y int64 ``(n,)``."""
         ds = self.train if split == "train" else self.test
         table = ds.with_format("numpy")
-        cols = [np.asarray(table[c], dtype=np.float32).reshape(len(ds), -1) for c in self.feature_columns]
+        # table[c][:] reads the column at once (plain table[c] iterates row by row in datasets 5)
+        cols = [np.asarray(table[c][:], dtype=np.float32).reshape(len(ds), -1) for c in self.feature_columns]
         x = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=1)
         if self.input_shape is not None:
             x = x.reshape((len(ds), *self.input_shape))
-        y = np.asarray(table[self.label], dtype=np.int64)
+        y = np.asarray(table[self.label][:], dtype=np.int64)
         return x, y
 
 
