@@ -98,7 +98,7 @@ def parameters_digest(params: Mapping[str, np.ndarray]) -> str:
 
     h = hashlib.sha256()
     for name, value in params.items():
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")
         h.update(f"{name}|{arr.dtype.name}|{arr.shape}|".encode())
         h.update(arr.tobytes())
     return h.hexdigest()[:16]

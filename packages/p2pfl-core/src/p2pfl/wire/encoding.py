@@ -47,7 +47,7 @@ DEFAULT_LIMITS = WireLimits()
 
 
 def _tensor_pb(name: str, array: np.ndarray) -> pb.Tensor:
-    arr = np.ascontiguousarray(array)
+    arr = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     return pb.Tensor(name=name, dtype=dtype_name(arr.dtype), shape=list(arr.shape), data=arr.tobytes())
