@@ -13,11 +13,6 @@ from __future__ import annotations
 import datasets  # noqa: F401
 import numpy as np
 import pytest
-
-import p2pfl.learning.numpy_learner  # noqa: F401
-import p2pfl.testing.conformance.aggregator  # noqa: F401
-import p2pfl.testing.conformance.learner  # noqa: F401
-
 from p2pfl.aggregation import FedAvg
 from p2pfl.plugins.manager import default_plugin_manager
 from p2pfl.testing.conformance.rules import RULES
@@ -361,3 +356,11 @@ def test_make_node_data_is_seeded_and_learnable(make_node_data) -> None:
     assert shaped.numpy("test")[0].shape == (60, 2, 3)
     with pytest.raises(ValueError, match="input_shape"):
         make_node_data(num_features=6, input_shape=(4, 2))
+
+
+def test_docs_list_every_rule() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
+    missing = [rule_id for rule_id in RULES if f"`{rule_id}`" not in docs]
+    assert not missing, f"docs/testing.md does not document: {missing}"

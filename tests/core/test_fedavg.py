@@ -5,9 +5,8 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-
 from p2pfl.aggregation import AggregationError, FedAvg
-from p2pfl.parameters import ParameterMismatchError, Update
+from p2pfl.parameters import Update
 from p2pfl.testing import AggregatorConformance
 
 
@@ -100,7 +99,7 @@ def test_zero_total_samples_is_an_error() -> None:
 
 
 def test_duplicate_contributors_are_rejected() -> None:
-    with pytest.raises(AggregationError, match="aggregated twice.*'b'"):
+    with pytest.raises(AggregationError, match=r"aggregated twice.*'b'"):
         FedAvg().aggregate([update({"a", "b"}, 1, w=[1.0]), update({"b", "c"}, 1, w=[2.0])])
 
 
@@ -110,7 +109,7 @@ def test_no_updates_is_an_error() -> None:
 
 
 def test_mismatched_tensors_are_rejected() -> None:
-    with pytest.raises(ParameterMismatchError, match="w: shape"):
+    with pytest.raises(AggregationError, match="w: shape"):
         FedAvg().aggregate([update("a", 1, w=[1.0]), update("b", 1, w=[1.0, 2.0])])
     with pytest.raises(AggregationError, match="dtype"):
         FedAvg().aggregate([update("a", 1, w=[1.0]), update("b", 1, w=np.array([1.0], np.float64))])

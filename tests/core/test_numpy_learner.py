@@ -7,7 +7,6 @@ import math
 import datasets
 import numpy as np
 import pytest
-
 from p2pfl.learning import GradientCorrection, NodeData
 from p2pfl.learning.numpy_learner import NumpyLearner, NumpyModel
 from p2pfl.parameters import ParameterMismatchError, parameters_equal
@@ -202,7 +201,7 @@ def test_set_parameters_casts_floats_and_rejects_integers() -> None:
     as64 = {n: v.astype(np.float64) for n, v in params.items()}
     learner.set_parameters(as64)
     assert all(v.dtype == np.float32 for v in learner.get_parameters().values())
-    with pytest.raises(ParameterMismatchError, match="fc0.bias"):
+    with pytest.raises(ParameterMismatchError, match=r"fc0\.bias"):
         learner.set_parameters({**params, "fc0.bias": np.array([1, 2], dtype=np.int64)})
 
 
@@ -241,3 +240,12 @@ def test_bad_options_are_rejected() -> None:
 
 def test_registered_as_numpy(p2pfl_plugin_manager) -> None:
     assert p2pfl_plugin_manager.load("learners", "numpy") is NumpyLearner
+
+
+def test_a_node_without_examples_trains_nothing(make_node_data) -> None:
+    learner = NumpyLearner(NumpyModel(8, 3), make_node_data(num_train=0, num_test=0))
+    before = learner.get_parameters()
+    result = learner.fit(2)
+    assert (result.num_samples, result.num_steps, result.interrupted) == (0, 0, False)
+    assert parameters_equal(before, learner.get_parameters())
+    assert learner.evaluate()["num_samples"] == 0

@@ -24,7 +24,7 @@ def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[float]) -> np.
     for array, weight in zip(arrays, weights):
         acc += array.astype(acc_dtype) * (weight / total)
     if dtype.kind in "iub":
-        return np.rint(acc).astype(dtype)
+        return np.asarray(np.rint(acc)).astype(dtype)  # np.rint makes 0-d arrays numpy scalars
     return acc.astype(dtype)
 
 
@@ -32,7 +32,10 @@ def check_same_tensors(updates: Sequence[Update]) -> None:
     """Every update must carry the same names, shapes and dtypes as the first."""
     first = updates[0].parameters
     for update in updates[1:]:
-        check_compatible(first, update.parameters)
+        try:
+            check_compatible(first, update.parameters)
+        except ValueError as exc:
+            raise AggregationError(str(exc)) from None
         for name, value in update.parameters.items():
             if value.dtype != first[name].dtype:
                 raise AggregationError(f"{name}: dtype {value.dtype} != {first[name].dtype}")

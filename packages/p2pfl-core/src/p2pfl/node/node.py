@@ -33,7 +33,7 @@ from p2pfl.aggregation.aggregator import Aggregator
 from p2pfl.communication.gossip import Gossiper
 from p2pfl.communication.transport import PeerUnavailableError, Transport, TransportOptions
 from p2pfl.compression.codec import Codec, CodecPipeline
-from p2pfl.learning.learner import Learner, NodeData, TrainingCallback
+from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData, TrainingCallback
 from p2pfl.node.components import build_aggregator, build_codecs, build_learner, build_transport, lazy_decoders
 from p2pfl.node.settings import NodeSettings
 from p2pfl.parameters import Parameters, Update, freeze
@@ -123,6 +123,7 @@ class Node:
         self._pending_sync: set[str] = set()
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._training: asyncio.Future[FitResult] | None = None
         self._finished = threading.Event()
         self._handlers = {
             HELLO: self._on_hello, MEMBERS: self._on_members, GONE: self._on_gone, START: self._on_start,
@@ -246,13 +247,27 @@ class Node:
         finally:
             self._finished.set()
 
+    async def train(self, epochs: int, correction: GradientCorrection | None) -> FitResult:
+        """Run the learner's fit in the worker pool; :meth:`_halt` can interrupt it."""
+        self._training = asyncio.get_running_loop().run_in_executor(self.runtime.executor, self.learner.fit, epochs,
+                                                                     correction)
+        try:
+            return await asyncio.shield(self._training)
+        finally:
+            self._training = None
+
     async def _halt(self, reason: str) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
             log.info("%s: stopping learning (%s)", self.id, reason)
-            self.learner.interrupt()
+            training = self._training
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            # the fit runs in a thread: make sure it has returned before the learner is reused
+            # (an interrupt that lands just before fit starts is lost, so repeat it on a timer)
+            while training is not None and not training.done():
+                self.learner.interrupt()
+                await asyncio.wait([training], timeout=0.5)
         if self.status == "learning":
             self.status = "idle"
         self._finished.set()

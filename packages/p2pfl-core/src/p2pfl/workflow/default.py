@@ -63,7 +63,7 @@ class LocalTraining(Stage):
             trainable=node.learner.trainable_names(),
         )
         correction = sum_corrections(cb.on_fit_start(fit_ctx) for cb in node.training_callbacks)
-        result = await node.runtime.in_worker(node.learner.fit, ctx.plan.epochs, correction)
+        result = await node.train(ctx.plan.epochs, correction)
         if result.interrupted:
             raise asyncio.CancelledError("local training interrupted")
         params = await node.runtime.in_worker(node.learner.get_parameters)
