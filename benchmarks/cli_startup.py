@@ -29,8 +29,17 @@ def main() -> None:
     args = parser.parse_args()
     bare = median_seconds([sys.executable, "-c", "import sys"], args.runs)
     listing = median_seconds([sys.executable, "-m", "p2pfl", "plugins", "list", "--json"], args.runs)
-    print(json.dumps({"python_s": round(bare, 4), "plugins_list_s": round(listing, 4),
-                      "ratio": round(listing / bare, 2), "target_ratio": 3.0, "runs": args.runs}))
+    print(
+        json.dumps(
+            {
+                "python_s": round(bare, 4),
+                "plugins_list_s": round(listing, 4),
+                "ratio": round(listing / bare, 2),
+                "target_ratio": 3.0,
+                "runs": args.runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,22 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     summary = run_experiment(mnist(), ["output.dir=", *args.overrides])
-    print(json.dumps({k: summary[k] for k in ("nodes", "rounds", "final_accuracy", "final_accuracy_min",
-                                               "wall_seconds", "bytes_sent", "models_agree")}))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "nodes",
+                    "rounds",
+                    "final_accuracy",
+                    "final_accuracy_min",
+                    "wall_seconds",
+                    "bytes_sent",
+                    "models_agree",
+                )
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ Targets: under 0.1 s per round at N = 16; growth no faster than linear in N on r
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import threading
 import time
 
 import psutil
-
 from p2pfl.hookspecs import hookimpl
 from p2pfl.plugins import PluginManager
 from p2pfl.testing.data import synthetic_node_data
@@ -44,10 +44,13 @@ def measure(n: int, graph: str, rounds: int) -> dict[str, object]:
         elapsed = time.perf_counter() - start
         assert cluster.agree()
         return {
-            "nodes": n, "graph": graph, "seconds_per_round": round(elapsed / rounds, 5),
+            "nodes": n,
+            "graph": graph,
+            "seconds_per_round": round(elapsed / rounds, 5),
             "messages_per_round": (cluster.network.messages_sent - messages0) / rounds,
             "bytes_per_round": (cluster.network.bytes_sent - bytes0) / rounds,
-            "peak_threads": probe.peak, "rss_mb": round(psutil.Process().memory_info().rss / 1e6, 1),
+            "peak_threads": probe.peak,
+            "rss_mb": round(psutil.Process().memory_info().rss / 1e6, 1),
         }
 
 
@@ -60,9 +63,17 @@ def main() -> None:
     results = [measure(n, g, args.rounds) for g in args.graphs for n in args.sizes if not (g == "full" and n > 64)]
     ring = {r["nodes"]: r["seconds_per_round"] for r in results if r["graph"] == "ring"}
     sizes = sorted(ring)
-    growth = [round((ring[b] / ring[a]) / (b / a), 3) for a, b in zip(sizes, sizes[1:])]
-    print(json.dumps({"results": results, "ring_growth_vs_linear": growth,
-                      "note": "full graphs above 64 nodes are skipped (O(N^2) edges)"}, indent=2))
+    growth = [round((ring[b] / ring[a]) / (b / a), 3) for a, b in itertools.pairwise(sizes)]
+    print(
+        json.dumps(
+            {
+                "results": results,
+                "ring_growth_vs_linear": growth,
+                "note": "full graphs above 64 nodes are skipped (O(N^2) edges)",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

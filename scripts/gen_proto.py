@@ -17,18 +17,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = [
     ("packages/p2pfl-core/src", "p2pfl/wire/p2pfl_wire.proto", False),
-    ("packages/p2pfl-grpc/src", "p2pfl_grpc/proto/node_service.proto", True),
+    (
+        "packages/p2pfl-grpc/src",
+        "p2pfl_grpc/proto/node_service.proto",
+        False,
+    ),  # handlers are hand-wired: no grpcio version pin
 ]
-VERSION_CHECK = re.compile(r"from google\.protobuf import runtime_version as _runtime_version\n|_runtime_version\.ValidateProtobufRuntimeVersion\([^)]*\)\n", re.S)
+VERSION_CHECK = re.compile(
+    r"from google\.protobuf import runtime_version as _runtime_version\n"
+    r"|_runtime_version\.ValidateProtobufRuntimeVersion\([^)]*\)\n",
+    re.S,
+)
 
 
 def main() -> None:
     for src, proto, with_grpc in PROTOS:
         if not (ROOT / src / proto).exists():
             continue
-        args = [sys.executable, "-m", "grpc_tools.protoc", "-I.", "-Ip2pfl-core-src=../../p2pfl-core/src",
-                "--python_out=.", "--pyi_out=."]
-        args = [a for a in args if not a.startswith("-Ip2pfl-core-src")] + ["-I" + str(ROOT / "packages/p2pfl-core/src")]
+        args = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            "-Ip2pfl-core-src=../../p2pfl-core/src",
+            "--python_out=.",
+            "--pyi_out=.",
+        ]
+        args = [a for a in args if not a.startswith("-Ip2pfl-core-src")] + [
+            "-I" + str(ROOT / "packages/p2pfl-core/src")
+        ]
         if with_grpc:
             args.append("--grpc_python_out=.")
         subprocess.run([*args, proto], cwd=ROOT / src, check=True)

@@ -24,8 +24,16 @@ def main() -> None:
     datas = build_node_data(mnist(), iid, num_nodes=NODES, seed=0, batch_size=32)
     network, runtime = MemoryNetwork(), Runtime(workers=2)
     nodes = [
-        Node(mlp((28, 28), 10, hidden=[64], seed=i), data, node_id=f"node-{i}", protocol="memory",
-             protocol_options={"network": network}, runtime=runtime, seed=i, learner_options={"lr": 0.1})
+        Node(
+            mlp((28, 28), 10, hidden=[64], seed=i),
+            data,
+            node_id=f"node-{i}",
+            protocol="memory",
+            protocol_options={"network": network},
+            runtime=runtime,
+            seed=i,
+            learner_options={"lr": 0.1},
+        )
         for i, data in enumerate(datas)
     ]
     try:
@@ -39,8 +47,10 @@ def main() -> None:
                 raise SystemExit(f"{node.id} did not finish")
         for node in nodes:
             last = node.history[-1]
-            print(f"{node.id}: round {last['round']} accuracy {last['accuracy']:.3f} "
-                  f"model {parameters_digest(node.get_parameters())}")
+            print(
+                f"{node.id}: round {last['round']} accuracy {last['accuracy']:.3f} "
+                f"model {parameters_digest(node.get_parameters())}"
+            )
         digests = {parameters_digest(n.get_parameters()) for n in nodes}
         print("all nodes agree" if len(digests) == 1 else f"nodes DISAGREE: {digests}")
     finally:

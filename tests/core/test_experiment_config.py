@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from p2pfl.experiment import ConfigError, prepare_config
 from p2pfl.experiment.config import apply_overrides
 from p2pfl.plugins import PluginManager
@@ -41,8 +40,9 @@ def test_unknown_aggregator_lists_available(plugins):
 
 
 def test_every_problem_is_reported_at_once(plugins):
-    found = problems({"network": {"nodes": 0, "topology": "rign"}, "compression": [{"name": "nope"}], "bogus": 1},
-                     plugins)
+    found = problems(
+        {"network": {"nodes": 0, "topology": "rign"}, "compression": [{"name": "nope"}], "bogus": 1}, plugins
+    )
     paths = sorted(p.split(":")[0] for p in found)
     assert paths == ["bogus", "compression[0]", "network.nodes", "network.topology"]
 
@@ -58,14 +58,19 @@ def test_overrides_are_yaml():
 
 
 def test_override_syntax_error():
-    with pytest.raises(ConfigError, match="expected key.path=value"):
+    with pytest.raises(ConfigError, match=r"expected key\.path=value"):
         apply_overrides({}, ["nokey"])
 
 
 def test_valid_config_resolves_defaults(plugins):
     cfg, _ = prepare_config({"network": {"nodes": 3}}, ["training.rounds=2"], plugins)
-    assert cfg["network"] == {"nodes": 3, "topology": "full", "protocol": "memory", "protocol_options": {},
-                              "processes": False}
+    assert cfg["network"] == {
+        "nodes": 3,
+        "topology": "full",
+        "protocol": "memory",
+        "protocol_options": {},
+        "processes": False,
+    }
     assert cfg["training"]["rounds"] == 2 and cfg["aggregator"] == {"name": "fedavg"}
 
 
@@ -75,8 +80,10 @@ def test_valid_config_resolves_defaults(plugins):
         (["run", "mnist", "--set", "training.rounds=0"], "training.rounds: must be an integer >= 1"),
         (["run", "mnist", "--set", "aggregator.name=krumm"], "aggregator: unknown aggregator 'krumm'"),
         (["run", "no-such-example"], "not a config file, nor an example"),
-        (["run", "mnist", "--set", "data.partitioning.alpah=1", "--set", "data.partitioning.name=dirichlet"],
-         "data.partitioning"),
+        (
+            ["run", "mnist", "--set", "data.partitioning.alpah=1", "--set", "data.partitioning.name=dirichlet"],
+            "data.partitioning",
+        ),
     ],
 )
 def test_cli_config_errors_exit_2_without_traceback(args, needle):

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from p2pfl.learning.learner import FitResult, GradientCorrection
 from p2pfl.learning.numpy_learner import NumpyLearner, NumpyModel
 from p2pfl.node import NodeSettings
@@ -196,7 +195,6 @@ def test_hostile_bytes_do_not_stop_a_node(payload, caplog):
 
 
 def _absurd_tensor(msg: Message) -> bytes:
-    from p2pfl.wire import p2pfl_wire_pb2 as pb
     from p2pfl.wire.encoding import message_to_proto
 
     env = message_to_proto(msg.with_fields(msg_id="evil"))
@@ -239,8 +237,9 @@ def test_two_hundred_nodes_use_a_bounded_number_of_threads():
 
     plugins = PluginManager(discover=False)
     plugins.register(Probe(), name="probe")
-    with MemoryCluster(200, ring_edges(200), plugins=plugins,
-                       data=lambda i: synthetic_node_data(num_train=20, num_test=10, seed=i)) as cluster:
+    with MemoryCluster(
+        200, ring_edges(200), plugins=plugins, data=lambda i: synthetic_node_data(num_train=20, num_test=10, seed=i)
+    ) as cluster:
         assert cluster.learn(rounds=1, trainset_size=10, timeout=600)
         assert cluster.agree()
     assert 0 < peak < 20, f"{peak} threads for 200 nodes"

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from p2pfl import hookimpl
 from p2pfl.plugins import (
     DuplicateComponentError,
@@ -59,8 +58,9 @@ def site(tmp_path):
 
 def run_cli(args, site, **env):
     environ = {**os.environ, "PYTHONPATH": str(site), **env}
-    return subprocess.run([sys.executable, "-m", "p2pfl", *args], capture_output=True, text=True, env=environ,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "p2pfl", *args], capture_output=True, text=True, env=environ, timeout=300
+    )
 
 
 def test_entry_point_plugin_is_discovered_and_listed(site):
@@ -100,8 +100,13 @@ def test_listing_imports_no_framework(site):
         "heavy = sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'grpc', 'keras') if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        timeout=300,
+    )
     assert "fake-torch" in result.stdout  # the lazy targets were registered...
     assert "HEAVY=\n" in result.stdout or result.stdout.rstrip().endswith("HEAVY=")  # ...not imported
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-
 from p2pfl.compression import CodecPipeline
 from p2pfl.parameters import parameters_equal
 from p2pfl.wire import Message, ModelPayload, WireError, WireLimits, decode_message, encode_message
@@ -31,8 +30,13 @@ def roundtrip(msg: Message, limits: WireLimits | None = None) -> Message:
 
 def model_message(params) -> Message:
     encoded = CodecPipeline().encode(params)
-    return Message("update", origin="a", round=3, model=ModelPayload(encoded, 42, ("a", "b"), {"x.c": {"c": np.ones(2)}}),
-                   experiment="exp")
+    return Message(
+        "update",
+        origin="a",
+        round=3,
+        model=ModelPayload(encoded, 42, ("a", "b"), {"x.c": {"c": np.ones(2)}}),
+        experiment="exp",
+    )
 
 
 def test_every_dtype_and_shape_survives_bit_for_bit():

@@ -7,22 +7,41 @@ import json
 import subprocess
 import sys
 
-SMALL = ["--set", "network.nodes=4", "--set", "training.rounds=2", "--set", "training.epochs=1",
-         "--set", "model.params.hidden=[32]"]
+SMALL = [
+    "--set",
+    "network.nodes=4",
+    "--set",
+    "training.rounds=2",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "model.params.hidden=[32]",
+]
 
 
 def run(tmp_path, *extra):
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "p2pfl", "run", "mnist", "--json", "--output", str(out), *SMALL,
-                             *extra], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "p2pfl", "run", "mnist", "--json", "--output", str(out), *SMALL, *extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout), out, result.stderr
 
 
 def test_run_mnist_json_and_outputs(tmp_path):
     summary, out, stderr = run(tmp_path)
-    assert set(summary) >= {"nodes", "rounds", "final_accuracy", "final_accuracy_min", "wall_seconds",
-                            "bytes_sent", "per_node"}
+    assert set(summary) >= {
+        "nodes",
+        "rounds",
+        "final_accuracy",
+        "final_accuracy_min",
+        "wall_seconds",
+        "bytes_sent",
+        "per_node",
+    }
     assert summary["nodes"] == 4 and summary["rounds"] == 2 and summary["rounds_completed"] == 2
     accuracies = [n["accuracy"] for n in summary["per_node"]]
     assert summary["final_accuracy"] == sum(accuracies) / 4

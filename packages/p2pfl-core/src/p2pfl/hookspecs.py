@@ -129,9 +129,7 @@ def p2pfl_local_training_done(node_id: str, round: int, metrics: dict[str, float
 
 
 @hookspec
-def p2pfl_model_aggregated(
-    node_id: str, round: int, contributors: list[str], parameters: dict[str, Any]
-) -> None:
+def p2pfl_model_aggregated(node_id: str, round: int, contributors: list[str], parameters: dict[str, Any]) -> None:
     """A node aggregated the round's model from ``contributors``; ``parameters`` is read-only."""
 
 

@@ -22,8 +22,20 @@ Parameters = dict[str, np.ndarray]
 WIRE_DTYPES: dict[str, np.dtype[Any]] = {
     name: np.dtype(name)
     for name in (
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "complex64", "complex128",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
     )
 }
 WIRE_DTYPES["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
@@ -87,9 +99,7 @@ def parameters_equal(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -
     """Bitwise equality of names, order, dtypes, shapes and bytes."""
     if list(a) != list(b):
         return False
-    return all(
-        a[n].dtype == b[n].dtype and a[n].shape == b[n].shape and a[n].tobytes() == b[n].tobytes() for n in a
-    )
+    return all(a[n].dtype == b[n].dtype and a[n].shape == b[n].shape and a[n].tobytes() == b[n].tobytes() for n in a)
 
 
 def parameters_digest(params: Mapping[str, np.ndarray]) -> str:

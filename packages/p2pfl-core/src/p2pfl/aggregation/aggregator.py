@@ -49,9 +49,7 @@ class Aggregator(abc.ABC):
 
     def check_count(self, updates: Sequence[Update]) -> None:
         if len(updates) < self.min_updates:
-            raise AggregationError(
-                f"{self.name} needs at least {self.min_updates} updates, got {len(updates)}"
-            )
+            raise AggregationError(f"{self.name} needs at least {self.min_updates} updates, got {len(updates)}")
 
     def training_callback(self) -> TrainingCallback | None:
         """A callback adding this aggregator's local-training terms (FedProx, SCAFFOLD), if any."""

@@ -68,9 +68,7 @@ class FedAvg(Aggregator):
             raise AggregationError("cannot aggregate: the updates carry zero samples in total")
         check_same_tensors(updates)
         weights = [float(u.num_samples) for u in updates]
-        params = {
-            name: weighted_mean([u.parameters[name] for u in updates], weights) for name in updates[0].parameters
-        }
+        params = {name: weighted_mean([u.parameters[name] for u in updates], weights) for name in updates[0].parameters}
         return Update(
             parameters=params,
             num_samples=total,
@@ -80,4 +78,4 @@ class FedAvg(Aggregator):
         )
 
 
-__all__ = ["FedAvg", "weighted_mean", "check_same_tensors", "merge_extras", "is_float"]
+__all__ = ["FedAvg", "check_same_tensors", "is_float", "merge_extras", "weighted_mean"]

@@ -47,8 +47,14 @@ def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
-              help="Show the version of p2pfl-core and of every installed plugin.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the version of p2pfl-core and of every installed plugin.",
+)
 def cli() -> None:
     """p2pfl: decentralized federated learning over peer-to-peer networks."""
 

@@ -27,8 +27,10 @@ class ProgressDisplay:
 
     def _status(self, r: int) -> None:
         if self.live:
-            line = (f"round {r}/{self.rounds}: {self.trained.get(r, 0)} trained, "
-                    f"{len(self.finished.get(r, []))}/{self.nodes} aggregated")
+            line = (
+                f"round {r}/{self.rounds}: {self.trained.get(r, 0)} trained, "
+                f"{len(self.finished.get(r, []))}/{self.nodes} aggregated"
+            )
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
 
@@ -69,11 +71,17 @@ def print_node_table(summary: dict[str, Any]) -> None:
     for n in summary["per_node"]:
         acc = f"{n['accuracy']:.4f}" if n["accuracy"] is not None else "-"
         loss = f"{n['loss']:.4f}" if n["loss"] is not None else "-"
-        click.echo(f"{n['node']:<12}{n['status']:<10}{n['rounds_completed']:>7}{acc:>10}{loss:>9}"
-                   f"{n['bytes_sent'] / 1e6:>10.2f}  {n['model_digest']}", file=err)
+        click.echo(
+            f"{n['node']:<12}{n['status']:<10}{n['rounds_completed']:>7}{acc:>10}{loss:>9}"
+            f"{n['bytes_sent'] / 1e6:>10.2f}  {n['model_digest']}",
+            file=err,
+        )
     if summary["final_accuracy"] is not None:
         agree = "all nodes hold the same model" if summary["models_agree"] else "models DIFFER between nodes"
-        click.echo(f"mean accuracy {summary['final_accuracy']:.4f} (min {summary['final_accuracy_min']:.4f}), "
-                   f"{summary['wall_seconds']:.1f}s, {agree}", file=err)
+        click.echo(
+            f"mean accuracy {summary['final_accuracy']:.4f} (min {summary['final_accuracy_min']:.4f}), "
+            f"{summary['wall_seconds']:.1f}s, {agree}",
+            file=err,
+        )
     if summary.get("output_dir"):
         click.echo(f"results, metrics and plots in {summary['output_dir']}/", file=err)

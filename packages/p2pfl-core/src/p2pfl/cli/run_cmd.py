@@ -27,15 +27,31 @@ def resolve_source(target: str) -> Any:
 
 @click.command()
 @click.argument("target")
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-              help="Override a config value (read as YAML); repeatable.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
+    help="Override a config value (read as YAML); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Output directory (output.dir).")
-@click.option("--plugins-dir", "plugin_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="Load every module of this folder as a plugin (plugins.dirs); repeatable.")
+@click.option(
+    "--plugins-dir",
+    "plugin_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Load every module of this folder as a plugin (plugins.dirs); repeatable.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-def run(target: str, overrides: tuple[str, ...], as_json: bool, output_dir: str | None,
-        plugin_dirs: tuple[str, ...], quiet: bool) -> None:
+def run(
+    target: str,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    output_dir: str | None,
+    plugin_dirs: tuple[str, ...],
+    quiet: bool,
+) -> None:
     """Run the experiment TARGET: a YAML config file or an example name (see `p2pfl examples list`)."""
     from p2pfl.cli.progress import ProgressDisplay, print_node_table
     from p2pfl.experiment import ConfigError, prepare_config, run_experiment

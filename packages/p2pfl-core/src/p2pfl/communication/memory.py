@@ -9,6 +9,7 @@ registry: each :class:`MemoryNetwork` is an independent simulated network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -70,8 +71,13 @@ class MemoryTransport(Transport):
     name = "memory"
 
     def __init__(
-        self, node_id: str, address: str = "", options: TransportOptions | None = None, *,
-        network: MemoryNetwork | None = None, **params: Any,
+        self,
+        node_id: str,
+        address: str = "",
+        options: TransportOptions | None = None,
+        *,
+        network: MemoryNetwork | None = None,
+        **params: Any,
     ) -> None:
         super().__init__(node_id, address, options, **params)
         if network is None:
@@ -160,10 +166,8 @@ class MemoryTransport(Transport):
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the node is gone
             loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed meanwhile: the node is gone
-            pass
 
     def _peer_joined(self, peer: MemoryTransport) -> None:
         if not self._alive:
@@ -185,6 +189,8 @@ class MemoryTransport(Transport):
             log.warning("%s: dropped a malformed message from %s: %s", self.node_id, sender_id, exc)
             return
         if message.sender != sender_id:  # one node cannot speak for another
-            log.warning("%s: dropped a message from %s claiming to be sent by %s", self.node_id, sender_id, message.sender)
+            log.warning(
+                "%s: dropped a message from %s claiming to be sent by %s", self.node_id, sender_id, message.sender
+            )
             return
         self._handler.on_message(message)

@@ -113,8 +113,8 @@ class CodecPipeline:
         if not encoded.codecs or encoded.codecs[0][0] != "pipeline":
             raise CodecError("payload has no pipeline header")
         header = encoded.codecs[0][1]
-        arrays = {n[len(self.CODED_PREFIX):]: a for n, a in encoded.arrays.items() if n.startswith(self.CODED_PREFIX)}
-        plain = {n[len(self.PLAIN_PREFIX):]: a for n, a in encoded.arrays.items() if n.startswith(self.PLAIN_PREFIX)}
+        arrays = {n[len(self.CODED_PREFIX) :]: a for n, a in encoded.arrays.items() if n.startswith(self.CODED_PREFIX)}
+        plain = {n[len(self.PLAIN_PREFIX) :]: a for n, a in encoded.arrays.items() if n.startswith(self.PLAIN_PREFIX)}
         for name, meta in reversed(encoded.codecs[1:]):
             codec = self.decoders.get(name)
             if codec is None:
@@ -127,10 +127,14 @@ class CodecPipeline:
                 raise CodecError(f"codec {name!r} could not decode the payload: {exc}") from exc
         return self._restore(arrays, plain, header, base if encoded.delta else None)
 
-    def _restore(self, arrays: Arrays, plain: Arrays, header: dict[str, Any], base: Mapping[str, np.ndarray] | None) -> Parameters:
+    def _restore(
+        self, arrays: Arrays, plain: Arrays, header: dict[str, Any], base: Mapping[str, np.ndarray] | None
+    ) -> Parameters:
         order, dtypes = header.get("order"), header.get("dtypes")
         if not isinstance(order, list) or not isinstance(dtypes, dict):
             raise CodecError("corrupt pipeline header")
+        if not all(isinstance(n, str) for n in order) or not all(isinstance(d, str) for d in dtypes.values()):
+            raise CodecError("corrupt pipeline header: names and dtypes must be strings")
         if set(order) != set(arrays) | set(plain) or set(dtypes) != set(arrays):
             raise CodecError("decoded tensors do not match the pipeline header")
         params: Parameters = {}

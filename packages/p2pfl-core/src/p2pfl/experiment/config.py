@@ -134,8 +134,14 @@ class Validator:
                 self.add(f"{path}.{key}" if path else str(key), f"unknown key{more}; accepted: {', '.join(allowed)}")
         return True
 
-    def typed(self, path: str, value: Any, kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None,
-              expect: str = "") -> None:
+    def typed(
+        self,
+        path: str,
+        value: Any,
+        kind: type | tuple[type, ...],
+        check: Callable[[Any], bool] | None = None,
+        expect: str = "",
+    ) -> None:
         ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
         if not ok or (check is not None and not check(value)):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
@@ -205,8 +211,13 @@ def _training(v: Validator, training: Mapping[str, Any], nodes: Any) -> None:
     size = training["trainset_size"]
     if size is not None:
         bound = nodes if isinstance(nodes, int) else None
-        v.typed("training.trainset_size", size, int, lambda n: n >= 1 and (bound is None or n <= bound),
-                f"an integer between 1 and network.nodes ({bound})")
+        v.typed(
+            "training.trainset_size",
+            size,
+            int,
+            lambda n: n >= 1 and (bound is None or n <= bound),
+            f"an integer between 1 and network.nodes ({bound})",
+        )
     v.component("training.workflow", "stages", training["workflow"])
     v.typed("training.timeout", training["timeout"], (int, float), lambda t: t > 0, "a positive number of seconds")
 

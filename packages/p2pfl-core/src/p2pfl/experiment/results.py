@@ -60,8 +60,13 @@ def plot_metric(rows: list[dict[str, Any]], metric: str, path: Path, title: str)
     rounds = sorted(by_round)
     means = [sum(by_round[r]) / len(by_round[r]) for r in rounds]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.fill_between(rounds, [min(by_round[r]) for r in rounds], [max(by_round[r]) for r in rounds],
-                    alpha=0.25, label="min–max over nodes")
+    ax.fill_between(
+        rounds,
+        [min(by_round[r]) for r in rounds],
+        [max(by_round[r]) for r in rounds],
+        alpha=0.25,
+        label="min–max over nodes",
+    )
     ax.plot(rounds, means, marker="o", label="mean over nodes")
     ax.set_xlabel("round")
     ax.set_ylabel(metric)

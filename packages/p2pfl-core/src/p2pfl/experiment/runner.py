@@ -63,7 +63,9 @@ def run_experiment(
     if cfg["network"]["processes"]:
         launcher = getattr(protocol_cls, "launch_experiment", None)
         if launcher is None:
-            raise ConfigError([f"network.processes: protocol {cfg['network']['protocol']!r} cannot run nodes as processes"])
+            raise ConfigError(
+                [f"network.processes: protocol {cfg['network']['protocol']!r} cannot run nodes as processes"]
+            )
         summary: dict[str, Any] = launcher(cfg, plugins)
         return summary
     registered = [plugins.register(obs, name=f"observer-{id(obs)}") for obs in observers]
@@ -160,11 +162,21 @@ class Simulation:
             model = call_builder(cfg["model"]["build"], cfg["model"]["params"], data, seed)
             try:
                 node = Node(
-                    model, data, learner=cfg["model"]["learner"], aggregator=agg_name,
-                    aggregator_options=agg_params | self._aggregator_context(agg_name), protocol=protocol,
-                    protocol_options=options, node_id=f"node-{i:0{width}d}", codecs=cfg["compression"],
-                    workflow=cfg["training"]["workflow"], settings=settings, seed=seed,
-                    learner_options=cfg["model"]["options"], plugins=self.plugins, runtime=self.runtime,
+                    model,
+                    data,
+                    learner=cfg["model"]["learner"],
+                    aggregator=agg_name,
+                    aggregator_options=agg_params | self._aggregator_context(agg_name),
+                    protocol=protocol,
+                    protocol_options=options,
+                    node_id=f"node-{i:0{width}d}",
+                    codecs=cfg["compression"],
+                    workflow=cfg["training"]["workflow"],
+                    settings=settings,
+                    seed=seed,
+                    learner_options=cfg["model"]["options"],
+                    plugins=self.plugins,
+                    runtime=self.runtime,
                 )
             except (TypeError, ValueError) as exc:
                 raise ConfigError([f"node {i}: {exc}"]) from None
@@ -182,14 +194,18 @@ class Simulation:
             self.nodes[i].connect(self.nodes[j].address)
         first, n = self.nodes[0], len(self.nodes)
         if not self.runtime.run(first.await_members(n, first.settings.start_timeout)):
-            raise RuntimeError(f"only {len(first.members)} of {n} nodes became known to {first.id}; is the topology connected?")
+            raise RuntimeError(
+                f"only {len(first.members)} of {n} nodes became known to {first.id}; is the topology connected?"
+            )
 
     def run(self) -> dict[str, Any]:
         self.build()
         self.connect()
         training = self.cfg["training"]
         self.started = time.perf_counter()
-        self.nodes[0].start_learning(training["rounds"], training["epochs"], training["trainset_size"], self.cfg["seed"])
+        self.nodes[0].start_learning(
+            training["rounds"], training["epochs"], training["trainset_size"], self.cfg["seed"]
+        )
         deadline = time.monotonic() + training["timeout"]
         try:
             for node in self.nodes:

@@ -10,4 +10,12 @@ from p2pfl.learning.learner import (
     TrainingCallback,
 )
 
-__all__ = ["FitContext", "FitResult", "GradientCorrection", "Learner", "LearnerInterrupted", "NodeData", "TrainingCallback"]
+__all__ = [
+    "FitContext",
+    "FitResult",
+    "GradientCorrection",
+    "Learner",
+    "LearnerInterrupted",
+    "NodeData",
+    "TrainingCallback",
+]

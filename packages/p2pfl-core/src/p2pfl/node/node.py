@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -38,7 +39,7 @@ from p2pfl.node.components import build_aggregator, build_codecs, build_learner,
 from p2pfl.node.settings import NodeSettings
 from p2pfl.parameters import Parameters, Update, freeze
 from p2pfl.plugins import PluginManager, default_plugin_manager
-from p2pfl.wire.message import NO_ROUND, Message, ModelPayload
+from p2pfl.wire.message import Message, ModelPayload
 from p2pfl.workflow.base import Workflow
 from p2pfl.workflow.plan import LearningPlan, PlanError
 
@@ -100,11 +101,13 @@ class Node:
         self.aggregator = build_aggregator(self.plugins, aggregator, dict(aggregator_options or {}))
         own_codecs = build_codecs(self.plugins, codecs)
         self.pipeline = CodecPipeline(own_codecs, lazy_decoders(self.plugins, own_codecs))
-        options = TransportOptions(send_timeout=self.settings.send_timeout, encode_messages=self.settings.encode_messages)
-        self.transport = build_transport(self.plugins, protocol, self.id, address, options, dict(protocol_options or {}))
-        self.workflow: Workflow = (
-            self.plugins.load("stages", workflow)() if isinstance(workflow, str) else workflow
+        options = TransportOptions(
+            send_timeout=self.settings.send_timeout, encode_messages=self.settings.encode_messages
         )
+        self.transport = build_transport(
+            self.plugins, protocol, self.id, address, options, dict(protocol_options or {})
+        )
+        self.workflow: Workflow = self.plugins.load("stages", workflow)() if isinstance(workflow, str) else workflow
         callback = self.aggregator.training_callback()
         self.training_callbacks: list[TrainingCallback] = [callback] if callback else []
         self._owns_runtime = runtime is None
@@ -126,8 +129,12 @@ class Node:
         self._training: asyncio.Future[FitResult] | None = None
         self._finished = threading.Event()
         self._handlers = {
-            HELLO: self._on_hello, MEMBERS: self._on_members, GONE: self._on_gone, START: self._on_start,
-            STOP: self._on_stop, SYNC: self._on_sync,
+            HELLO: self._on_hello,
+            MEMBERS: self._on_members,
+            GONE: self._on_gone,
+            START: self._on_start,
+            STOP: self._on_stop,
+            SYNC: self._on_sync,
         }
 
     # ================================================================== synchronous facade
@@ -196,13 +203,20 @@ class Node:
         self.members.add(peer)
         return peer
 
-    async def astart_learning(self, rounds: int, epochs: int = 1, trainset_size: int | None = None, seed: int = 0) -> str:
+    async def astart_learning(
+        self, rounds: int, epochs: int = 1, trainset_size: int | None = None, seed: int = 0
+    ) -> str:
         if self.plan is not None and self.status == "learning":
             raise RuntimeError(f"{self.id} is already learning (experiment {self.plan.id})")
         members = tuple(sorted(self.members))
         plan = LearningPlan(
-            id=uuid.uuid4().hex, rounds=rounds, epochs=epochs, trainset_size=min(trainset_size or len(members), len(members)),
-            seed=seed, members=members, initiator=self.id,
+            id=uuid.uuid4().hex,
+            rounds=rounds,
+            epochs=epochs,
+            trainset_size=min(trainset_size or len(members), len(members)),
+            seed=seed,
+            members=members,
+            initiator=self.id,
         )
         LearningPlan.from_json(plan.to_json())  # same validation as the receivers'
         self.gossip.broadcast(Message(START, origin=self.id, args=(plan.to_json(),), experiment=plan.id))
@@ -249,8 +263,9 @@ class Node:
 
     async def train(self, epochs: int, correction: GradientCorrection | None) -> FitResult:
         """Run the learner's fit in the worker pool; :meth:`_halt` can interrupt it."""
-        self._training = asyncio.get_running_loop().run_in_executor(self.runtime.executor, self.learner.fit, epochs,
-                                                                     correction)
+        self._training = asyncio.get_running_loop().run_in_executor(
+            self.runtime.executor, self.learner.fit, epochs, correction
+        )
         try:
             return await asyncio.shield(self._training)
         finally:
@@ -314,10 +329,8 @@ class Node:
         """Wait until a message arrives or a peer is lost (or ``timeout`` passes)."""
         assert self._changed is not None
         self._changed.clear()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     async def await_members(self, count: int, timeout: float) -> bool:
         """Wait until this node knows ``count`` live members (itself included); False on timeout."""
@@ -416,7 +429,9 @@ class Node:
         if self.plan is not None and self.plan.id == plan.id:
             return
         if self.status == "learning":
-            log.warning("%s: ignored experiment %s: already learning %s", self.id, plan.id[:8], self.plan and self.plan.id[:8])
+            log.warning(
+                "%s: ignored experiment %s: already learning %s", self.id, plan.id[:8], self.plan and self.plan.id[:8]
+            )
             return
         if self.id not in plan.members:
             log.info("%s: experiment %s started without us; waiting for a sync", self.id, plan.id[:8])
@@ -434,8 +449,17 @@ class Node:
         extras.update(self.round_extras)
         encoded = self.pipeline.encode(self._model, None)
         payload = ModelPayload(encoded, 0, (self.id,), extras)
-        self.gossip.send(peer, Message(SYNC, origin=self.id, round=next_round, args=(self.plan.to_json(),),
-                                       model=payload, experiment=self.plan.id))
+        self.gossip.send(
+            peer,
+            Message(
+                SYNC,
+                origin=self.id,
+                round=next_round,
+                args=(self.plan.to_json(),),
+                model=payload,
+                experiment=self.plan.id,
+            ),
+        )
         log.info("%s: sent the round-%d model to late joiner %s", self.id, next_round, peer)
 
     def _on_sync(self, msg: Message) -> None:

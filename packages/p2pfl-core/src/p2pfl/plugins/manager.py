@@ -108,8 +108,11 @@ class PluginManager:
         from p2pfl import __version__, builtins
 
         info = PluginInfo(
-            name=BUILTIN_PLUGIN, module=builtins.__name__, distribution=BUILTIN_PLUGIN,
-            version=__version__, builtin=True,
+            name=BUILTIN_PLUGIN,
+            module=builtins.__name__,
+            distribution=BUILTIN_PLUGIN,
+            version=__version__,
+            builtin=True,
         )
         self._register(builtins, info)
 
@@ -127,7 +130,9 @@ class PluginManager:
             if not (self._allowed(ep.name) or (dist_name and self._allowed(dist_name))):
                 continue
             info = PluginInfo(
-                name=ep.name, module=ep.value, distribution=dist_name,
+                name=ep.name,
+                module=ep.value,
+                distribution=dist_name,
                 version=dist.version if dist is not None else None,
             )
             self._load(info, ep.load)
@@ -171,8 +176,10 @@ class PluginManager:
     def _register(self, plugin: Any, info: PluginInfo) -> None:
         self.plugins[info.name] = info
         unknown = [
-            attr for attr in dir(plugin)
-            if attr.startswith("p2pfl_") and callable(getattr(plugin, attr, None))
+            attr
+            for attr in dir(plugin)
+            if attr.startswith("p2pfl_")
+            and callable(getattr(plugin, attr, None))
             and self.hooks.parse_hookimpl_opts(plugin, attr) is not None
             and not hasattr(self.hooks.hook, attr)
         ]

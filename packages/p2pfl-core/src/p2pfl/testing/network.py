@@ -84,8 +84,9 @@ class MemoryCluster:
         self.settings = settings or NodeSettings()
         self._learner = learner or numpy_learner_factory()
         self._data = data or (lambda i: synthetic_node_data(seed=i))
-        self._node_kwargs = dict(aggregator=aggregator, aggregator_options=aggregator_options, codecs=codecs,
-                                 plugins=plugins)
+        self._node_kwargs = dict(
+            aggregator=aggregator, aggregator_options=aggregator_options, codecs=codecs, plugins=plugins
+        )
         width = max(2, len(str(n - 1)))
         self.nodes = [self.new_node(f"n{i:0{width}d}", i) for i in range(n)]
         self.edges = list(edges) if edges is not None else ring_edges(n)
@@ -96,8 +97,12 @@ class MemoryCluster:
         """A node on this cluster's network and runtime (not started)."""
         data = self._data(index)
         return Node(
-            learner=self._learner(index, data, index), node_id=node_id, protocol="memory",
-            protocol_options={"network": self.network}, settings=self.settings, runtime=self.runtime,
+            learner=self._learner(index, data, index),
+            node_id=node_id,
+            protocol="memory",
+            protocol_options={"network": self.network},
+            settings=self.settings,
+            runtime=self.runtime,
             **self._node_kwargs,
         )
 
@@ -110,8 +115,9 @@ class MemoryCluster:
         if not self.runtime.run(first.await_members(len(self.nodes), 60)):
             raise RuntimeError("the cluster's nodes did not all discover each other")
 
-    def learn(self, rounds: int, epochs: int = 1, trainset_size: int | None = None, seed: int = 0,
-              timeout: float = 300) -> bool:
+    def learn(
+        self, rounds: int, epochs: int = 1, trainset_size: int | None = None, seed: int = 0, timeout: float = 300
+    ) -> bool:
         """Start learning from node 0 and wait until every live node finished."""
         self.nodes[0].start_learning(rounds, epochs, trainset_size, seed)
         return self.wait(timeout)

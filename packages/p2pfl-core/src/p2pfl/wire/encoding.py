@@ -59,16 +59,28 @@ def _tensors_pb(arrays: Mapping[str, np.ndarray]) -> list[pb.Tensor]:
 
 def message_to_proto(msg: Message) -> pb.Envelope:
     env = pb.Envelope(
-        version=WIRE_VERSION, msg_id=msg.msg_id, kind=msg.kind, sender=msg.sender, origin=msg.origin,
-        round=msg.round, ttl=msg.ttl, args=list(msg.args), covered=sorted(msg.covered), experiment=msg.experiment,
+        version=WIRE_VERSION,
+        msg_id=msg.msg_id,
+        kind=msg.kind,
+        sender=msg.sender,
+        origin=msg.origin,
+        round=msg.round,
+        ttl=msg.ttl,
+        args=list(msg.args),
+        covered=sorted(msg.covered),
+        experiment=msg.experiment,
     )
     if msg.model is not None:
         m = msg.model
-        env.model.CopyFrom(pb.ModelPayload(
-            tensors=_tensors_pb(m.tensors.arrays),
-            codecs=[pb.CodecStep(name=n, meta_json=json.dumps(meta)) for n, meta in m.tensors.codecs],
-            delta=m.tensors.delta, num_samples=m.num_samples, contributors=list(m.contributors),
-        ))
+        env.model.CopyFrom(
+            pb.ModelPayload(
+                tensors=_tensors_pb(m.tensors.arrays),
+                codecs=[pb.CodecStep(name=n, meta_json=json.dumps(meta)) for n, meta in m.tensors.codecs],
+                delta=m.tensors.delta,
+                num_samples=m.num_samples,
+                contributors=list(m.contributors),
+            )
+        )
         for key, group in m.extras.items():
             env.model.extras[key].tensors.extend(_tensors_pb(group))
     return env
@@ -154,10 +166,16 @@ def message_from_proto(env: pb.Envelope, limits: WireLimits = DEFAULT_LIMITS) ->
     for s in (env.kind, env.origin, env.sender, env.msg_id, env.experiment, *env.args, *env.covered):
         _check_str(s, "string field", limits)
     return Message(
-        kind=env.kind, origin=env.origin, sender=env.sender or env.origin, round=env.round, args=tuple(env.args),
-        ttl=env.ttl, covered=frozenset(env.covered),
+        kind=env.kind,
+        origin=env.origin,
+        sender=env.sender or env.origin,
+        round=env.round,
+        args=tuple(env.args),
+        ttl=env.ttl,
+        covered=frozenset(env.covered),
         model=model_from_proto(env.model, limits) if env.HasField("model") else None,
-        experiment=env.experiment, msg_id=env.msg_id,
+        experiment=env.experiment,
+        msg_id=env.msg_id,
     )
 
 

@@ -59,7 +59,10 @@ class LocalTraining(Stage):
             return
         node = ctx.node
         fit_ctx = FitContext(
-            node_id=node.id, round=ctx.round, global_parameters=ctx.base, extras=dict(node.round_extras),
+            node_id=node.id,
+            round=ctx.round,
+            global_parameters=ctx.base,
+            extras=dict(node.round_extras),
             trainable=node.learner.trainable_names(),
         )
         correction = sum_corrections(cb.on_fit_start(fit_ctx) for cb in node.training_callbacks)
@@ -110,8 +113,11 @@ class ExchangeUpdates(Stage):
             except CodecError as exc:
                 log.warning("%s: round %d: rejected the update of %s: %s", ctx.node.id, ctx.round, msg.origin, exc)
                 continue
-            updates.append(Update(params, msg.model.num_samples, frozenset(msg.model.contributors), ctx.round,
-                                  dict(msg.model.extras)))
+            updates.append(
+                Update(
+                    params, msg.model.num_samples, frozenset(msg.model.contributors), ctx.round, dict(msg.model.extras)
+                )
+            )
         return updates
 
 
@@ -132,8 +138,12 @@ class Aggregate(Stage):
         await node.adopt(ctx.aggregated)
         contributors = sorted(ctx.aggregated.contributors)
         ctx.metrics["contributors"] = len(contributors)
-        node.notify("p2pfl_model_aggregated", round=ctx.round, contributors=contributors,
-                    parameters=freeze(ctx.aggregated.parameters))
+        node.notify(
+            "p2pfl_model_aggregated",
+            round=ctx.round,
+            contributors=contributors,
+            parameters=freeze(ctx.aggregated.parameters),
+        )
 
 
 class Evaluate(Stage):
@@ -151,9 +161,17 @@ class DefaultWorkflow(Workflow):
     name = "default"
 
     def __init__(self, stages: Sequence[Stage] | None = None) -> None:
-        self.stages = list(stages) if stages is not None else [
-            SelectTrainSet(), LocalTraining(), ExchangeUpdates(), Aggregate(), Evaluate(),
-        ]
+        self.stages = (
+            list(stages)
+            if stages is not None
+            else [
+                SelectTrainSet(),
+                LocalTraining(),
+                ExchangeUpdates(),
+                Aggregate(),
+                Evaluate(),
+            ]
+        )
 
     async def run(self, node: Node, plan: LearningPlan, first_round: int) -> None:
         if first_round == 1:
@@ -196,4 +214,3 @@ def sum_corrections(corrections: Iterable[GradientCorrection | None]) -> Gradien
         if c is not None:
             total = c if total is None else total + c
     return total
-

@@ -43,9 +43,13 @@ class LearningPlan:
             raise PlanError("plan must be a JSON object")
         try:
             plan = cls(
-                id=_typed(raw, "id", str), rounds=_typed(raw, "rounds", int), epochs=_typed(raw, "epochs", int),
-                trainset_size=_typed(raw, "trainset_size", int), seed=_typed(raw, "seed", int),
-                members=tuple(_typed(raw, "members", list)), initiator=_typed(raw, "initiator", str),
+                id=_typed(raw, "id", str),
+                rounds=_typed(raw, "rounds", int),
+                epochs=_typed(raw, "epochs", int),
+                trainset_size=_typed(raw, "trainset_size", int),
+                seed=_typed(raw, "seed", int),
+                members=tuple(_typed(raw, "members", list)),
+                initiator=_typed(raw, "initiator", str),
             )
         except KeyError as exc:
             raise PlanError(f"plan lacks {exc}") from None
