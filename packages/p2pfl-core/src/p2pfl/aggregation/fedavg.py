@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[float]) -> np.
     dtype = arrays[0].dtype
     acc_dtype = np.complex128 if dtype.kind == "c" else np.float64
     total = float(sum(weights))
-    acc = np.zeros(arrays[0].shape, dtype=acc_dtype)
+    acc: Any = np.zeros(arrays[0].shape, dtype=acc_dtype)
     for array, weight in zip(arrays, weights):
         acc += array.astype(acc_dtype) * (weight / total)
     if dtype.kind in "iub":

@@ -78,6 +78,14 @@ def run_experiment(
             plugins.plugins.pop(info.name, None)
 
 
+def named_spec(value: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, params)`` of a component in a validated config (where a name is guaranteed)."""
+    name, params = component_spec(value)
+    if name is None:
+        raise ConfigError([f"{value!r}: a component needs a name"])
+    return name, params
+
+
 def call_builder(build: str, params: Mapping[str, Any], data: NodeData, seed: int) -> Any:
     """Call the ``model.build`` callable, passing ``input_shape``/``num_classes``/``seed`` if it takes them."""
     try:
@@ -96,8 +104,8 @@ def call_builder(build: str, params: Mapping[str, Any], data: NodeData, seed: in
 def node_data_for(cfg: Mapping[str, Any], plugins: PluginManager) -> list[NodeData]:
     """Load the dataset and split it between the nodes."""
     data, seed, n = cfg["data"], cfg["seed"], cfg["network"]["nodes"]
-    ds_name, ds_params = component_spec(data["dataset"])
-    part_name, part_params = component_spec(data["partitioning"])
+    ds_name, ds_params = named_spec(data["dataset"])
+    part_name, part_params = named_spec(data["partitioning"])
     loader = plugins.load("datasets", ds_name)
     if "seed" in inspect.signature(loader).parameters:
         ds_params.setdefault("seed", seed)  # seeds the train/test split of sources without one
@@ -113,7 +121,7 @@ def node_data_for(cfg: Mapping[str, Any], plugins: PluginManager) -> list[NodeDa
 
 
 def topology_edges(cfg: Mapping[str, Any], plugins: PluginManager) -> list[tuple[int, int]]:
-    name, params = component_spec(cfg["network"]["topology"])
+    name, params = named_spec(cfg["network"]["topology"])
     try:
         return list(plugins.load("topologies", name)(cfg["network"]["nodes"], cfg["seed"], **params))
     except (TypeError, ValueError) as exc:
@@ -155,7 +163,7 @@ class Simulation:
             from p2pfl.communication.memory import MemoryNetwork
 
             options.setdefault("network", MemoryNetwork())
-        agg_name, agg_params = component_spec(cfg["aggregator"])
+        agg_name, agg_params = named_spec(cfg["aggregator"])
         width = len(str(len(datas) - 1))
         for i, data in enumerate(datas):
             seed = cfg["seed"] * 1000 + i
