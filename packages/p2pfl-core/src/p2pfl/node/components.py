@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -55,7 +56,8 @@ def build_aggregator(plugins: PluginManager, aggregator: Any, options: dict[str,
     return result
 
 
-def build_codecs(plugins: PluginManager, specs: Sequence[Codec | Mapping[str, Any]]) -> list[Codec]:
+def build_codecs(plugins: PluginManager, specs: Sequence[Codec | Mapping[str, Any]], seed: int = 0) -> list[Codec]:
+    """Codec instances; seeded codecs (random-k, DP noise) get the node's seed unless the spec sets one."""
     codecs = []
     for spec in specs:
         if isinstance(spec, Codec):
@@ -65,7 +67,10 @@ def build_codecs(plugins: PluginManager, specs: Sequence[Codec | Mapping[str, An
         name = params.pop("name", None)
         if not isinstance(name, str):
             raise ComponentError(f"codec spec {dict(spec)!r} needs a 'name'")
-        codecs.append(plugins.load("compressors", name)(**params))
+        cls = plugins.load("compressors", name)
+        if "seed" in inspect.signature(cls).parameters:
+            params.setdefault("seed", seed)
+        codecs.append(cls(**params))
     return codecs
 
 

@@ -99,7 +99,7 @@ class Node:
         self.plugins = plugins or default_plugin_manager()
         self.learner = build_learner(self.plugins, learner, model, data, seed, dict(learner_options or {}))
         self.aggregator = build_aggregator(self.plugins, aggregator, dict(aggregator_options or {}))
-        own_codecs = build_codecs(self.plugins, codecs)
+        own_codecs = build_codecs(self.plugins, codecs, seed)
         self.pipeline = CodecPipeline(own_codecs, lazy_decoders(self.plugins, own_codecs))
         options = TransportOptions(
             send_timeout=self.settings.send_timeout, encode_messages=self.settings.encode_messages
