@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "settings": {},
     "output": {"dir": None, "plots": True},
     "plugins": {"dirs": []},
+    "attack": None,
 }
 
 
@@ -179,6 +180,8 @@ def validate(config: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any
     if cfg["output"]["dir"] is not None:
         v.typed("output.dir", cfg["output"]["dir"], str)
     v.typed("plugins.dirs", cfg["plugins"]["dirs"], list)
+    if cfg["attack"] is not None:
+        _attack(v, cfg["attack"], cfg["network"].get("nodes"))
     if v.problems:
         raise ConfigError(v.problems)
     return cfg
@@ -228,6 +231,26 @@ def _compression(v: Validator, compression: Any) -> None:
         return
     for i, codec in enumerate(compression):
         v.component(f"compression[{i}]", "compressors", codec)
+
+
+def _attack(v: Validator, attack: Any, nodes: Any) -> None:
+    from p2pfl.experiment.attacks import KINDS
+
+    if not v.keys("attack", attack, ["kind", "nodes", "factor", "scale", "seed"]):
+        return
+    if attack.get("kind") not in KINDS:
+        v.add("attack.kind", f"must be one of {', '.join(KINDS)}; got {attack.get('kind')!r}")
+    bound = nodes if isinstance(nodes, int) else 0
+    v.typed(
+        "attack.nodes",
+        attack.get("nodes"),
+        list,
+        lambda ns: all(isinstance(n, int) and 0 <= n < bound for n in ns),
+        f"a list of node indices below {bound}",
+    )
+    for key in ("factor", "scale"):
+        if key in attack:
+            v.typed(f"attack.{key}", attack[key], (int, float))
 
 
 def _settings(v: Validator, settings: Any) -> None:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from p2pfl.data.node_data import build_node_data
+from p2pfl.experiment.attacks import ByzantineLearner, attack_options
 from p2pfl.experiment.config import ConfigError, apply_overrides, component_spec, load_config, validate
 from p2pfl.experiment.results import write_results
 from p2pfl.experiment.summary import summarize
 from p2pfl.learning.learner import NodeData
+from p2pfl.node.components import build_learner
 from p2pfl.node.node import Node
 from p2pfl.node.runtime import Runtime, default_workers
 from p2pfl.node.settings import NodeSettings
@@ -172,7 +174,7 @@ class Simulation:
                 node = Node(
                     model,
                     data,
-                    learner=cfg["model"]["learner"],
+                    learner=self._learner(i, model, data, seed),
                     aggregator=agg_name,
                     aggregator_options=agg_params | self._aggregator_context(agg_name),
                     protocol=protocol,
@@ -189,6 +191,15 @@ class Simulation:
             except (TypeError, ValueError) as exc:
                 raise ConfigError([f"node {i}: {exc}"]) from None
             self.nodes.append(node)
+
+    def _learner(self, index: int, model: Any, data: NodeData, seed: int) -> Any:
+        """The learner name, or for a Byzantine node its learner wrapped by the attack."""
+        attack = attack_options(self.cfg["attack"], index)
+        if attack is None:
+            return self.cfg["model"]["learner"]
+        options = self.cfg["model"]["options"]
+        inner = build_learner(self.plugins, self.cfg["model"]["learner"], model, data, seed, options)
+        return ByzantineLearner(inner, seed=seed, **attack)
 
     def _aggregator_context(self, name: str | None) -> dict[str, Any]:
         """Aggregators that need the network size declare it with ``needs_num_nodes`` metadata."""
