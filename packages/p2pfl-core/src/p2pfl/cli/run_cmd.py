@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def run(
     from p2pfl.experiment import ConfigError, prepare_config, run_experiment
     from p2pfl.experiment.results import public_summary
 
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: model.build may name a module of this folder
     extra = list(overrides)
     if output_dir:
         extra.append(f"output.dir={output_dir}")
