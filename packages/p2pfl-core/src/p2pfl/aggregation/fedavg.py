@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
 
 from p2pfl.aggregation.aggregator import AggregationError, Aggregator
+from p2pfl.aggregation.kernels import weighted_mean
 from p2pfl.parameters import Parameters, Update, check_compatible, is_float
-
-
-def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Weighted mean accumulated in float64 (complex128 for complex), cast back to the inputs' dtype.
-
-    Float16/bfloat16 inputs with huge weights cannot overflow because nothing is summed in
-    their own precision; integer tensors (e.g. batch-norm counters) are rounded to the
-    nearest integer instead of being truncated.
-    """
-    dtype = arrays[0].dtype
-    acc_dtype = np.complex128 if dtype.kind == "c" else np.float64
-    total = float(sum(weights))
-    acc: Any = np.zeros(arrays[0].shape, dtype=acc_dtype)
-    for array, weight in zip(arrays, weights):
-        acc += array.astype(acc_dtype) * (weight / total)
-    if dtype.kind in "iub":
-        return np.asarray(np.rint(acc)).astype(dtype)  # np.rint makes 0-d arrays numpy scalars
-    return acc.astype(dtype)
 
 
 def check_same_tensors(updates: Sequence[Update]) -> None:
