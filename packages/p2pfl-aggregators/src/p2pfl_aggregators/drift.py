@@ -238,8 +238,8 @@ class ScaffoldCallback(TrainingCallback):
 
     def on_fit_end(self, ctx: FitContext, parameters: Parameters, result: FitResult) -> dict[str, Parameters]:
         names = trainable_names(ctx, self.aggregator.statistics)
-        steps = result.num_steps
-        if steps > 0 and not result.learning_rate:
+        steps, lr = result.num_steps, result.learning_rate or 0.0
+        if steps > 0 and not lr:
             raise ValueError(
                 "scaffold needs the learner to report its learning rate (FitResult.learning_rate) "
                 "to compute the option II control variate"
@@ -251,7 +251,7 @@ class ScaffoldCallback(TrainingCallback):
             c64 = np.zeros(like.shape) if c is None else c.astype(np.float64)
             local64 = self.local[name].astype(np.float64) if name in self.local else np.zeros(like.shape)
             if steps > 0:
-                drift = (like.astype(np.float64) - parameters[name].astype(np.float64)) / (steps * result.learning_rate)
+                drift = (like.astype(np.float64) - parameters[name].astype(np.float64)) / (steps * lr)
                 new_local = local64 - c64 + drift
             else:  # no step taken: c_i unchanged
                 new_local = local64
