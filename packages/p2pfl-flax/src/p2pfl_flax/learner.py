@@ -95,7 +95,7 @@ class FlaxLearner(Learner):
     def set_parameters(self, parameters: Mapping[str, np.ndarray]) -> None:
         """Load ``parameters`` (names and shapes must match; values take the model's dtypes)."""
         current = self._current()
-        check_compatible(current, parameters)
+        check_compatible(current, parameters)  # type: ignore[arg-type]  # jax arrays have .shape too
 
         def load(names: list[str], tree: Any) -> Any:
             leaves = [jnp.array(np.asarray(parameters[n]), dtype=current[n].dtype) for n in names]

@@ -61,17 +61,17 @@ def run_experiment(
             (e.g. the CLI's progress display).
     """
     cfg, plugins = prepare_config(config, overrides, plugins)
-    protocol_cls = plugins.load("protocols", cfg["network"]["protocol"])
+    launcher = None
     if cfg["network"]["processes"]:
-        launcher = getattr(protocol_cls, "launch_experiment", None)
+        launcher = getattr(plugins.load("protocols", cfg["network"]["protocol"]), "launch_experiment", None)
         if launcher is None:
-            raise ConfigError(
-                [f"network.processes: protocol {cfg['network']['protocol']!r} cannot run nodes as processes"]
-            )
-        summary: dict[str, Any] = launcher(cfg, plugins)
-        return summary
+            protocol = cfg["network"]["protocol"]
+            raise ConfigError([f"network.processes: protocol {protocol!r} cannot run nodes as processes"])
     registered = [plugins.register(obs, name=f"observer-{id(obs)}") for obs in observers]
     try:
+        if launcher is not None:
+            summary: dict[str, Any] = launcher(cfg, plugins)
+            return summary
         with Simulation(cfg, plugins) as sim:
             return sim.run()
     finally:
@@ -137,6 +137,68 @@ def node_settings(cfg: Mapping[str, Any]) -> NodeSettings:
     return settings
 
 
+def node_id_for(cfg: Mapping[str, Any], index: int) -> str:
+    """The id of node ``index`` of an experiment (zero-padded to the width of the largest index)."""
+    width = len(str(cfg["network"]["nodes"] - 1))
+    return f"node-{index:0{width}d}"
+
+
+def build_node(
+    cfg: Mapping[str, Any],
+    plugins: PluginManager,
+    index: int,
+    data: NodeData,
+    *,
+    node_id: str | None = None,
+    address: str = "",
+    protocol_options: Mapping[str, Any] | None = None,
+    runtime: Runtime | None = None,
+) -> Node:
+    """Node ``index`` of a validated config: its model, learner (Byzantine if attacked), components.
+
+    Every way of running an experiment (one process, one process per node, daemons) builds its
+    nodes here, so they are identical whatever the deployment.
+    """
+    seed = cfg["seed"] * 1000 + index
+    model = call_builder(cfg["model"]["build"], cfg["model"]["params"], data, seed)
+    agg_name, agg_params = named_spec(cfg["aggregator"])
+    if plugins.registry("aggregators").get(agg_name).metadata.get("needs_num_nodes"):
+        agg_params = {**agg_params, "num_nodes": cfg["network"]["nodes"]}
+    options = cfg["network"]["protocol_options"] if protocol_options is None else protocol_options
+    try:
+        return Node(
+            model,
+            data,
+            learner=learner_for(cfg, plugins, index, model, data, seed),
+            aggregator=agg_name,
+            aggregator_options=agg_params,
+            protocol=cfg["network"]["protocol"],
+            address=address,
+            protocol_options=dict(options),
+            node_id=node_id or node_id_for(cfg, index),
+            codecs=cfg["compression"],
+            workflow=cfg["training"]["workflow"],
+            settings=node_settings(cfg),
+            seed=seed,
+            learner_options=cfg["model"]["options"],
+            plugins=plugins,
+            runtime=runtime,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([f"node {index}: {exc}"]) from None
+
+
+def learner_for(
+    cfg: Mapping[str, Any], plugins: PluginManager, index: int, model: Any, data: NodeData, seed: int
+) -> Any:
+    """The learner name, or for a Byzantine node (``attack``) its learner wrapped by the attack."""
+    attack = attack_options(cfg["attack"], index)
+    if attack is None:
+        return cfg["model"]["learner"]
+    inner = build_learner(plugins, cfg["model"]["learner"], model, data, seed, cfg["model"]["options"])
+    return ByzantineLearner(inner, seed=seed, **attack)
+
+
 class Simulation:
     """All nodes of one experiment in this process, sharing one runtime."""
 
@@ -157,54 +219,16 @@ class Simulation:
         import datasets
 
         datasets.disable_progress_bars()  # they would garble the live progress display
-        cfg = self.cfg
-        datas = node_data_for(cfg, self.plugins)
-        settings = node_settings(cfg)
-        protocol, options = cfg["network"]["protocol"], dict(cfg["network"]["protocol_options"])
-        if protocol == "memory":
+        options = dict(self.cfg["network"]["protocol_options"])
+        if self.cfg["network"]["protocol"] == "memory":
             from p2pfl.communication.memory import MemoryNetwork
 
             options.setdefault("network", MemoryNetwork())
-        agg_name, agg_params = named_spec(cfg["aggregator"])
-        width = len(str(len(datas) - 1))
-        for i, data in enumerate(datas):
-            seed = cfg["seed"] * 1000 + i
-            model = call_builder(cfg["model"]["build"], cfg["model"]["params"], data, seed)
-            try:
-                node = Node(
-                    model,
-                    data,
-                    learner=self._learner(i, model, data, seed),
-                    aggregator=agg_name,
-                    aggregator_options=agg_params | self._aggregator_context(agg_name),
-                    protocol=protocol,
-                    protocol_options=options,
-                    node_id=f"node-{i:0{width}d}",
-                    codecs=cfg["compression"],
-                    workflow=cfg["training"]["workflow"],
-                    settings=settings,
-                    seed=seed,
-                    learner_options=cfg["model"]["options"],
-                    plugins=self.plugins,
-                    runtime=self.runtime,
-                )
-            except (TypeError, ValueError) as exc:
-                raise ConfigError([f"node {i}: {exc}"]) from None
-            self.nodes.append(node)
-
-    def _learner(self, index: int, model: Any, data: NodeData, seed: int) -> Any:
-        """The learner name, or for a Byzantine node its learner wrapped by the attack."""
-        attack = attack_options(self.cfg["attack"], index)
-        if attack is None:
-            return self.cfg["model"]["learner"]
-        options = self.cfg["model"]["options"]
-        inner = build_learner(self.plugins, self.cfg["model"]["learner"], model, data, seed, options)
-        return ByzantineLearner(inner, seed=seed, **attack)
-
-    def _aggregator_context(self, name: str | None) -> dict[str, Any]:
-        """Aggregators that need the network size declare it with ``needs_num_nodes`` metadata."""
-        component = self.plugins.registry("aggregators").get(name or "")
-        return {"num_nodes": self.cfg["network"]["nodes"]} if component.metadata.get("needs_num_nodes") else {}
+        datas = node_data_for(self.cfg, self.plugins)
+        self.nodes = [
+            build_node(self.cfg, self.plugins, i, data, protocol_options=options, runtime=self.runtime)
+            for i, data in enumerate(datas)
+        ]
 
     def connect(self) -> None:
         for node in self.nodes:

@@ -33,16 +33,32 @@ def node_summary(node: Node, params: Parameters) -> dict[str, Any]:
 def summarize(
     cfg: Mapping[str, Any], nodes: Sequence[Node], params: Sequence[Parameters], wall: float, interrupted: bool
 ) -> dict[str, Any]:
-    """Summary fields: ``nodes``, ``rounds``, ``final_accuracy`` (mean over nodes),
-    ``final_accuracy_min``, ``wall_seconds``, ``bytes_sent``, ``per_node``, ``history``..."""
+    """The summary of nodes run in this process (see :func:`summarize_records`)."""
     per_node = [node_summary(n, p) for n, p in zip(nodes, params)]
-    accuracies = [p["accuracy"] for p in per_node if p["accuracy"] is not None]
-    losses = [p["loss"] for p in per_node if p["loss"] is not None]
+    return summarize_records(cfg, per_node, {n.id: list(n.history) for n in nodes}, wall, interrupted)
+
+
+def summarize_records(
+    cfg: Mapping[str, Any],
+    per_node: Sequence[dict[str, Any]],
+    histories: Mapping[str, list[dict[str, Any]]],
+    wall: float,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """Summary fields: ``nodes``, ``rounds``, ``final_accuracy`` (mean over nodes),
+    ``final_accuracy_min``, ``wall_seconds``, ``bytes_sent``, ``per_node``, ``history``...
+
+    ``per_node`` holds :func:`node_summary` records; nodes with status ``crashed`` (a process
+    that died) count for bytes only: the figures are over the nodes that ran to the end.
+    """
+    alive = [p for p in per_node if p["status"] != "crashed"]
+    accuracies = [p["accuracy"] for p in alive if p["accuracy"] is not None]
+    losses = [p["loss"] for p in alive if p["loss"] is not None]
     total_bytes = sum(p["bytes_sent"] for p in per_node)
-    rounds_done = min((p["rounds_completed"] for p in per_node), default=0)
+    rounds_done = min((p["rounds_completed"] for p in alive), default=0)
     return {
         "name": cfg["name"],
-        "nodes": len(nodes),
+        "nodes": len(per_node),
         "rounds": cfg["training"]["rounds"],
         "rounds_completed": rounds_done,
         "final_accuracy": statistics.fmean(accuracies) if accuracies else None,
@@ -51,8 +67,9 @@ def summarize(
         "wall_seconds": round(wall, 3),
         "bytes_sent": total_bytes,
         "bytes_per_round": total_bytes / rounds_done if rounds_done else None,
-        "models_agree": len({p["model_digest"] for p in per_node}) == 1,
+        "models_agree": bool(alive) and len({p["model_digest"] for p in alive}) == 1,
         "interrupted": interrupted,
-        "per_node": per_node,
-        "history": {n.id: list(n.history) for n in nodes},
+        "crashed": [p["node"] for p in per_node if p["status"] == "crashed"],
+        "per_node": list(per_node),
+        "history": dict(histories),
     }

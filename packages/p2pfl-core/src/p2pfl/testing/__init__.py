@@ -23,6 +23,7 @@ from typing import Any
 _EXPORTS = {
     "LearnerConformance": "p2pfl.testing.conformance.learner",
     "AggregatorConformance": "p2pfl.testing.conformance.aggregator",
+    "ProtocolConformance": "p2pfl.testing.conformance.protocol",
     "CodecConformance": "p2pfl.testing.conformance.codec",
     "MemoryCluster": "p2pfl.testing.network",
     "RULES": "p2pfl.testing.conformance.rules",
