@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from p2pfl.aggregation import Aggregator
 from p2pfl.parameters import Parameters, Update, parameters_equal
 from p2pfl.plugins.manager import PluginManager

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from p2pfl.compression import Codec, CodecPipeline
 from p2pfl.parameters import Parameters
 from p2pfl.wire import Message, ModelPayload, encode_message

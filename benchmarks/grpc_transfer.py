@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from p2pfl.communication.transport import TransportOptions
 from p2pfl.compression.codec import EncodedTensors
 from p2pfl.wire.message import Message, ModelPayload

@@ -17,6 +17,7 @@ import threading
 import time
 
 import psutil
+
 from p2pfl.hookspecs import hookimpl
 from p2pfl.plugins import PluginManager
 from p2pfl.testing.data import synthetic_node_data

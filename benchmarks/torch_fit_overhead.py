@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from p2pfl.learning.learner import NodeData
 from p2pfl_torch.learner import TorchLearner
 from p2pfl_torch.models import mnist_cnn, mnist_mlp
-from torch import nn
 
 NODES = 8
 BATCH_SIZE = 32

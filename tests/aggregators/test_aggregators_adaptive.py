@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import AggregationError
 from p2pfl.learning.learner import FitContext
 from p2pfl.parameters import Update, parameters_equal

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import Aggregator, FedAvg
 from p2pfl.parameters import Parameters, Update
 from p2pfl_aggregators.robust import CenteredClipping, GeometricMedian, Krum, Median, MultiKrum, TrimmedMean

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import AggregationError, FedAvg
 from p2pfl.learning.learner import FitContext, FitResult, GradientCorrection
 from p2pfl.parameters import Update, parameters_equal

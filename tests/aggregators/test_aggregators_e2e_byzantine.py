@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from p2pfl.experiment import run_experiment
 
 pytestmark = pytest.mark.slow

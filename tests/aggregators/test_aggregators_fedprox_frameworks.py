@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from p2pfl.learning.learner import FitContext, Learner
 from p2pfl.testing.data import synthetic_node_data
 from p2pfl_aggregators.drift import CONTROL_KEY, DELTA_KEY, FedProx, Scaffold

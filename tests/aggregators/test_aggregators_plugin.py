@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from p2pfl.aggregation import Aggregator
 from p2pfl.plugins.manager import PluginManager
 from p2pfl_aggregators import plugin

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import AggregationError
 from p2pfl.parameters import Update
 from p2pfl_aggregators.robust import (

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+
 from p2pfl_compression.accountant import DEFAULT_ORDERS, RDPAccountant, epsilon_from_rdp, gaussian_rdp, log_erfc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from p2pfl.compression import Codec
 from p2pfl.testing import CodecConformance
 

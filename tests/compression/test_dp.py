@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecError, CodecPipeline
 from p2pfl_compression.dp import GaussianDP
 

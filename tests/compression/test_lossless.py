@@ -10,6 +10,7 @@ import zlib
 import ml_dtypes
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecError, CodecPipeline
 from p2pfl.parameters import parameters_equal
 from p2pfl_compression._common import DecodeLimits

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecError
 from p2pfl.parameters import parameters_equal
 from p2pfl_compression.lowrank import LowRank

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import p2pfl_compression.plugin as plugin
 import pytest
+
+import p2pfl_compression.plugin as plugin
 from p2pfl.compression import Codec
 from p2pfl.plugins.manager import PluginManager
 

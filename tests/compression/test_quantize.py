@@ -8,6 +8,7 @@ import json
 import ml_dtypes
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecError, CodecPipeline
 from p2pfl.parameters import parameters_equal
 from p2pfl_compression.quantize import Quantize

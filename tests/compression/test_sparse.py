@@ -7,6 +7,7 @@ import json
 import ml_dtypes
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecError, CodecPipeline
 from p2pfl_compression.sparse import RandomK, TopK, count_for, index_dtype, random_indices
 

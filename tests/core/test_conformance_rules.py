@@ -13,6 +13,7 @@ from __future__ import annotations
 import datasets  # noqa: F401
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import FedAvg
 from p2pfl.plugins.manager import default_plugin_manager
 from p2pfl.testing.conformance.rules import RULES

@@ -13,10 +13,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+
 from p2pfl.data import build_node_data
 from p2pfl.data.spec import DatasetSpec, column
 from p2pfl.plugins import PluginManager
-from PIL import Image
 
 
 def load(name: str):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from p2pfl.experiment import ConfigError, prepare_config
 from p2pfl.experiment.config import apply_overrides
 from p2pfl.plugins import PluginManager

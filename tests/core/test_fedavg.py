@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+
 from p2pfl.aggregation import AggregationError, FedAvg
 from p2pfl.parameters import Update
 from p2pfl.testing import AggregatorConformance

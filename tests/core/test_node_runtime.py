@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from p2pfl.learning.learner import FitResult, GradientCorrection
 from p2pfl.learning.numpy_learner import NumpyLearner, NumpyModel
 from p2pfl.node import NodeSettings

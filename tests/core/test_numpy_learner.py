@@ -7,6 +7,7 @@ import math
 import datasets
 import numpy as np
 import pytest
+
 from p2pfl.learning import GradientCorrection, NodeData
 from p2pfl.learning.numpy_learner import NumpyLearner, NumpyModel
 from p2pfl.parameters import ParameterMismatchError, parameters_equal

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 import pytest
+
 from p2pfl.data import DatasetSpec, build_node_data
 from p2pfl.data.partitioners import apportion
 from p2pfl.data.spec import column

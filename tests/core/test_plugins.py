@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from p2pfl import hookimpl
 from p2pfl.plugins import (
     DuplicateComponentError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
+
 from p2pfl import topology
 from p2pfl.plugins import PluginManager
 

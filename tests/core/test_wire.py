@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+
 from p2pfl.compression import CodecPipeline
 from p2pfl.parameters import parameters_equal
 from p2pfl.wire import Message, ModelPayload, WireError, WireLimits, decode_message, encode_message

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
 from p2pfl.learning.learner import NodeData
 
 

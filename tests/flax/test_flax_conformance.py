@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 from flax_testkit import TinyBN, TinyMLP
+
 from p2pfl.learning.learner import NodeData
 from p2pfl_flax.learner import FlaxLearner
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from p2pfl_flax.examples import mnist_flax
 
 pytestmark = [pytest.mark.framework, pytest.mark.slow]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from flax_testkit import TinyBN, TinyMLP, node_data_from_arrays
+
 from p2pfl.compression import CodecPipeline
 from p2pfl.parameters import ParameterMismatchError, parameters_equal
 from p2pfl.wire import Message, ModelPayload, decode_message, encode_message

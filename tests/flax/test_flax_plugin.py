@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 
-import p2pfl_flax.plugin
 import pytest
+
+import p2pfl_flax.plugin
 from p2pfl.experiment import prepare_config
 from p2pfl.node.components import learner_for_model
 from p2pfl.plugins.manager import PluginManager

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from flax_testkit import Probe, Scalar, TinyMLP, node_data_from_arrays
+
 from p2pfl.learning.learner import GradientCorrection
 from p2pfl.parameters import parameters_equal
 from p2pfl.testing.data import synthetic_node_data

@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+
 from p2pfl.communication.transport import TransportOptions
 from p2pfl.wire.message import Message, ModelPayload
 from p2pfl_grpc.transport import GrpcTransport

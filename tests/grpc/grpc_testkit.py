@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from p2pfl.communication.transport import TransportOptions
 from p2pfl.testing.conformance.protocol import Node, ProtocolConformance, Recorder
 

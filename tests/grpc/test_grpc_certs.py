@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from p2pfl_grpc import plugin
 from p2pfl_grpc.cli import certs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from grpc_testkit import OPTIONS, GrpcConformanceBase, grpc_certs  # noqa: F401
+
 from p2pfl_grpc.transport import GrpcTransport
 
 pytestmark = pytest.mark.framework

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from grpc_testkit import grpc_certs  # noqa: F401
+
 from p2pfl_grpc.control import ControlError, send_command
 
 pytestmark = pytest.mark.framework

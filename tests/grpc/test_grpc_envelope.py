@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from p2pfl.compression.codec import EncodedTensors
 from p2pfl.parameters import parameters_equal
 from p2pfl.testing.conformance.protocol import sample_message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from p2pfl.experiment import ConfigError, prepare_config, run_experiment
 from p2pfl.experiment.runner import topology_edges
 from p2pfl_grpc.launcher import ProcessCluster

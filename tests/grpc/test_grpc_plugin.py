@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from p2pfl.plugins.manager import PluginManager
 
 pytestmark = pytest.mark.framework

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from grpc_testkit import grpc_certs, start_node  # noqa: F401
+
 from p2pfl.communication.transport import PeerUnavailableError, TransportOptions
 from p2pfl.compression.codec import EncodedTensors
 from p2pfl.parameters import parameters_equal

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from grpc_testkit import OPTIONS, Node, grpc_certs, start_node  # noqa: F401
+
 from p2pfl.communication.transport import PeerUnavailableError, TransportError, TransportOptions
 from p2pfl.wire.message import Message
 from p2pfl_grpc.addresses import AddressError, parse_address

@@ -9,6 +9,7 @@ import grpc
 import grpc.aio
 import pytest
 from grpc_testkit import OPTIONS, grpc_certs, start_node  # noqa: F401
+
 from p2pfl.communication.transport import PeerUnavailableError
 from p2pfl.wire.message import Message
 from p2pfl_grpc.proto import node_service_pb2 as pb

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 from grpc_testkit import OPTIONS, start_node
+
 from p2pfl.communication.transport import TransportOptions
 from p2pfl.compression.codec import EncodedTensors
 from p2pfl.wire.encoding import WireLimits

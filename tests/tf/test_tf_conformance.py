@@ -8,9 +8,10 @@ pytestmark = pytest.mark.framework
 
 LearnerConformance = pytest.importorskip("p2pfl.testing.conformance.learner").LearnerConformance
 
+from tf_testkit import bn_model, mlp  # noqa: E402
+
 from p2pfl.learning.learner import NodeData  # noqa: E402
 from p2pfl_tf.learner import KerasLearner  # noqa: E402
-from tf_testkit import bn_model, mlp  # noqa: E402
 
 
 class TestKerasMLPConformance(LearnerConformance):

@@ -54,6 +54,7 @@ def test_example_config_is_complete() -> None:
 
 def test_models_are_seeded_and_take_28x28_inputs() -> None:
     import numpy as np
+
     from p2pfl_tf.models import mnist_cnn, mnist_mlp
 
     x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)

@@ -9,11 +9,12 @@ import pytest
 
 pytestmark = pytest.mark.framework
 
+from tf_testkit import bn_model, table_data  # noqa: E402
+
 from p2pfl.parameters import ParameterMismatchError, parameters_equal  # noqa: E402
 from p2pfl_tf._tfenv import keras  # noqa: E402
 from p2pfl_tf.learner import KerasLearner  # noqa: E402
 from p2pfl_tf.weights import canonical_names  # noqa: E402
-from tf_testkit import bn_model, table_data  # noqa: E402
 
 BN_NAMES = [
     "dense/kernel", "dense/bias",

@@ -11,12 +11,13 @@ import pytest
 
 pytestmark = pytest.mark.framework
 
+from tf_testkit import bn_model, mlp, scalar_model, table_data  # noqa: E402
+
 from p2pfl.learning.learner import GradientCorrection  # noqa: E402
 from p2pfl.parameters import ParameterMismatchError, parameters_equal  # noqa: E402
 from p2pfl.testing.data import synthetic_node_data  # noqa: E402
 from p2pfl_tf._tfenv import keras, tf  # noqa: E402
 from p2pfl_tf.learner import KerasLearner, with_accuracy  # noqa: E402
-from tf_testkit import bn_model, mlp, scalar_model, table_data  # noqa: E402
 
 DEADLINE = 120.0  # seconds; generous on purpose (shared CI machine), never reached when things work
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+
 from p2pfl.learning.learner import NodeData
 from p2pfl_tf._tfenv import keras
 

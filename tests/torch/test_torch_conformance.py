@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from torch_testkit import ConvBNNet, LitClassifier, tiny_mlp
+
 from p2pfl.learning.learner import Learner, NodeData
 from p2pfl.testing.conformance.learner import LearnerConformance
 from p2pfl_torch.learner import TorchLearner
-from torch_testkit import ConvBNNet, LitClassifier, tiny_mlp
 
 pytestmark = pytest.mark.framework
 

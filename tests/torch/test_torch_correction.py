@@ -6,11 +6,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch_testkit import scalar_node_data
+
 from p2pfl.learning.learner import GradientCorrection
 from p2pfl.parameters import ParameterMismatchError
 from p2pfl_torch.learner import TorchLearner
-from torch import nn
-from torch_testkit import scalar_node_data
 
 pytestmark = pytest.mark.framework
 

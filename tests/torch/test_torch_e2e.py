@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from p2pfl_torch.examples import mnist_torch
 
 pytestmark = [pytest.mark.framework, pytest.mark.slow]

@@ -6,12 +6,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
+from torch_testkit import ConvBNNet, tiny_mlp
+
 from p2pfl.compression.codec import CodecPipeline
 from p2pfl.parameters import ParameterMismatchError, parameters_equal
 from p2pfl.wire import Message, ModelPayload, decode_message, encode_message
 from p2pfl_torch.learner import TorchLearner
 from p2pfl_torch.tensors import to_numpy, to_tensor
-from torch_testkit import ConvBNNet, tiny_mlp
 
 pytestmark = pytest.mark.framework
 

@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import lightning as L
-import p2pfl_torch.plugin
 import pytest
 import torch
+from torch_testkit import LitClassifier
+
+import p2pfl_torch.plugin
 from p2pfl.node.components import learner_for_model
 from p2pfl_torch.examples import mnist_torch, mnist_torch_cnn
 from p2pfl_torch.learner import TorchLearner
 from p2pfl_torch.models import mnist_cnn, mnist_mlp
-from torch_testkit import LitClassifier
 
 pytestmark = pytest.mark.framework
 

@@ -9,11 +9,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch_testkit import LitClassifier, random_node_data, tiny_mlp
+
 from p2pfl.parameters import parameters_equal
 from p2pfl_torch.learner import TorchLearner
 from p2pfl_torch.process import THREADS_ENV, thread_budget
-from torch import nn
-from torch_testkit import LitClassifier, random_node_data, tiny_mlp
 
 pytestmark = pytest.mark.framework
 

@@ -6,9 +6,10 @@ import datasets
 import lightning as L
 import numpy as np
 import torch
+from torch import nn
+
 from p2pfl.learning.learner import NodeData
 from p2pfl_torch.models import seeded_init
-from torch import nn
 
 
 def tiny_mlp(features: int = 8, classes: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:

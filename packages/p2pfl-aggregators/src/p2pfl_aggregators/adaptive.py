@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
+
 from p2pfl.aggregation import AggregationError
 from p2pfl.learning.learner import FitContext, GradientCorrection, TrainingCallback
 from p2pfl.parameters import Parameters, Update
-
 from p2pfl_aggregators import ops
 from p2pfl_aggregators.base import (
     PackageAggregator,

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
 from p2pfl.aggregation import AggregationError, Aggregator
 from p2pfl.parameters import ParameterMismatchError, Parameters, Update, check_compatible, is_float
-
 from p2pfl_aggregators import ops
 
 #: name substrings of float tensors that are statistics, not learned weights.

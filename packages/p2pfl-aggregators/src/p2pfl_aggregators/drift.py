@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+
 from p2pfl.aggregation import AggregationError, FedAvg
 from p2pfl.learning.learner import FitContext, FitResult, GradientCorrection, TrainingCallback
 from p2pfl.parameters import Parameters, Update
-
 from p2pfl_aggregators import ops
 from p2pfl_aggregators.base import (
     PackageAggregator,

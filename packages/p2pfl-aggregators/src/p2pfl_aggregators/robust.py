@@ -19,9 +19,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from p2pfl.aggregation import AggregationError
 from p2pfl.parameters import Parameters, Update
-
 from p2pfl_aggregators import ops
 from p2pfl_aggregators.base import (
     PackageAggregator,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from p2pfl.compression import Codec, CodecError
 from p2pfl.parameters import WIRE_DTYPES, is_float
 

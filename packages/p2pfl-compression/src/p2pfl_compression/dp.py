@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from p2pfl.compression import Codec, CodecError
 
+from p2pfl.compression import Codec, CodecError
 from p2pfl_compression._common import Arrays, check_version, codes, float_param
 from p2pfl_compression.accountant import DEFAULT_ORDERS, RDPAccountant
 

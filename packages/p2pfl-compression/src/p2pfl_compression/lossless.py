@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
-from p2pfl.compression import Codec, CodecError
 
+from p2pfl.compression import Codec, CodecError
 from p2pfl_compression._common import (
     META_VERSION,
     Arrays,

@@ -27,8 +27,8 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
-from p2pfl.compression import CodecError
 
+from p2pfl.compression import CodecError
 from p2pfl_compression._common import (
     DecodeBudget,
     DecodeLimits,

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from p2pfl.compression import CodecError
 
+from p2pfl.compression import CodecError
 from p2pfl_compression._common import (
     DecodeBudget,
     DecodeLimits,

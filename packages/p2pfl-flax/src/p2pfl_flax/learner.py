@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData
 from p2pfl.parameters import Parameters, check_compatible
-
 from p2pfl_flax import _jaxenv  # noqa: F401  (sets JAX_PLATFORMS before JAX loads)
 
 # isort: split

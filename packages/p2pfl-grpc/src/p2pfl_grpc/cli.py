@@ -124,7 +124,6 @@ def node_run(
     """
     from p2pfl.cli.run_cmd import resolve_source
     from p2pfl.experiment import ConfigError, prepare_config
-
     from p2pfl_grpc.node_process import EventWriter, HumanWriter, run_daemon
 
     options: dict[str, object] = _security(certs_dir, insecure)

@@ -22,8 +22,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from p2pfl.node.node import Node
 
+from p2pfl.node.node import Node
 from p2pfl_grpc.addresses import parse_address
 from p2pfl_grpc.proto import node_service_pb2 as pb
 

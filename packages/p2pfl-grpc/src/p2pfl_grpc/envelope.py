@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+
 from p2pfl.compression.codec import EncodedTensors
 from p2pfl.parameters import WIRE_DTYPES, Parameters, dtype_name
 from p2pfl.wire import p2pfl_wire_pb2 as wpb

@@ -38,6 +38,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+
 from p2pfl.communication.transport import (
     PeerUnavailableError,
     Transport,
@@ -47,7 +48,6 @@ from p2pfl.communication.transport import (
 )
 from p2pfl.wire.encoding import WireError
 from p2pfl.wire.message import Message
-
 from p2pfl_grpc.addresses import DEFAULT_LISTEN, AddressError, parse_address
 from p2pfl_grpc.addresses import advertised_address as _advertised
 from p2pfl_grpc.envelope import EnvelopeStream, decode_envelope

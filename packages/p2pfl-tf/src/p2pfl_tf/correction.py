@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from p2pfl.learning.learner import GradientCorrection
 from p2pfl.parameters import ParameterMismatchError
-
 from p2pfl_tf._tfenv import tf
 from p2pfl_tf.weights import numpy_dtype
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from p2pfl.learning.learner import NodeData
 
+from p2pfl.learning.learner import NodeData
 from p2pfl_tf._tfenv import tf
 
 

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData
 from p2pfl.parameters import Parameters, check_compatible
-
 from p2pfl_tf._tfenv import keras
 from p2pfl_tf.correction import GradientCorrector
 from p2pfl_tf.data import make_dataset, node_arrays, shuffle_seed

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from p2pfl.parameters import WIRE_DTYPES, ParameterMismatchError
 
 _COUNTER_SUFFIX = re.compile(r"_\d+$")

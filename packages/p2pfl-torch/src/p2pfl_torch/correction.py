@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from p2pfl.learning.learner import GradientCorrection
 from p2pfl.parameters import ParameterMismatchError
-
 from p2pfl_torch.tensors import to_tensor
 
 

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from p2pfl.learning.learner import NodeData
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from p2pfl.learning.learner import NodeData
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData
-from p2pfl.parameters import Parameters
 from torch import nn
 
+from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData
+from p2pfl.parameters import Parameters
 from p2pfl_torch.correction import CorrectionHook
 from p2pfl_torch.data import NodeLoaders
 from p2pfl_torch.loop import FabricLoop

@@ -15,8 +15,9 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from p2pfl.plugins.registry import resolve_target
 from torch import nn
+
+from p2pfl.plugins.registry import resolve_target
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import ml_dtypes
 import numpy as np
 import torch
+
 from p2pfl.parameters import ParameterMismatchError, Parameters, check_compatible
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)

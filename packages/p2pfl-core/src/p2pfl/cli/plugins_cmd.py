@@ -1,4 +1,4 @@
-"""``p2pfl plugins``: inspect installed plugins."""
+"""``p2pfl plugins``: inspect installed plugins (`list`) and create new ones (`new`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import click
 
 from p2pfl.hookspecs import KINDS
+from p2pfl.scaffold.generator import KINDS as SCAFFOLD_KINDS
 
 
 @click.group()
@@ -42,3 +43,43 @@ def list_plugins(as_json: bool, kind: str | None, requirements: bool) -> None:
         for k in KINDS:
             if info.provides.get(k):
                 click.echo(f"    {k + ':':<14}{', '.join(sorted(info.provides[k]))}")
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(sorted(SCAFFOLD_KINDS)), help="What the plugin provides.")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder in which the project folder NAME is created.",
+)
+def new_plugin(name: str, kind: str, directory: str) -> None:
+    """Create a ready-to-install plugin project NAME (e.g. p2pfl-my-mean).
+
+    The project holds a pyproject with the `p2pfl` entry point, the hook implementation, a
+    documented component that works as generated, tests using p2pfl.testing, and a README.
+    The component is registered as NAME without its `p2pfl-` prefix.
+    """
+    from p2pfl.scaffold import ScaffoldError, generate, plugin_names
+    from p2pfl.scaffold.generator import context
+
+    try:
+        project = generate(name, kind, directory)
+    except ScaffoldError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.param) from None
+    names = plugin_names(name, kind)
+    component = f"{names.package}.{SCAFFOLD_KINDS[kind].module}.{names.cls}"
+    click.echo(f"Created plugin project {project}/ ({kind} {names.component!r}: {component})")
+    for path in sorted(p for p in project.rglob("*") if p.is_file()):
+        click.echo(f"  {path.relative_to(project.parent)}")
+    run = context(names)["run"]
+    click.echo("\nNext:")
+    click.echo(f"  cd {project}")
+    click.echo('  pip install -e ".[test]"')
+    click.echo("  pytest")
+    click.echo(f"  p2pfl plugins list --kind {SCAFFOLD_KINDS[kind].registry}")
+    if run:
+        click.echo(f"  {run}")

@@ -220,10 +220,10 @@ class Simulation:
 
         datasets.disable_progress_bars()  # they would garble the live progress display
         options = dict(self.cfg["network"]["protocol_options"])
-        if self.cfg["network"]["protocol"] == "memory":
-            from p2pfl.communication.memory import MemoryNetwork
+        from p2pfl.communication.memory import MemoryNetwork, MemoryTransport
 
-            options.setdefault("network", MemoryNetwork())
+        if issubclass(self.plugins.load("protocols", self.cfg["network"]["protocol"]), MemoryTransport):
+            options.setdefault("network", MemoryNetwork())  # one simulated network for all nodes
         datas = node_data_for(self.cfg, self.plugins)
         self.nodes = [
             build_node(self.cfg, self.plugins, i, data, protocol_options=options, runtime=self.runtime)

@@ -6,7 +6,9 @@ an environment with p2pfl sees these fixtures without any ``conftest.py``:
 * ``p2pfl_plugin_manager`` — an isolated :class:`~p2pfl.plugins.manager.PluginManager`
   holding core's built-ins only (no entry-point discovery);
 * ``p2pfl_register_plugin`` — register a plugin object or module for the current test only;
-* ``make_node_data`` — a factory of small synthetic, learnable :class:`~p2pfl.learning.NodeData`.
+* ``make_node_data`` — a factory of small synthetic, learnable :class:`~p2pfl.learning.NodeData`;
+* ``memory_cluster`` — a factory of N-node in-memory networks (:class:`~p2pfl.testing.network.MemoryCluster`)
+  with a chosen learner, aggregator, codecs and workflow, closed when the test ends.
 
 This module is imported by *every* pytest session of the environment, so it imports
 nothing heavy at module level (numpy, datasets and p2pfl's submodules are imported inside
@@ -15,7 +17,7 @@ the fixtures).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,6 +25,8 @@ import pytest
 if TYPE_CHECKING:
     from p2pfl.learning.learner import NodeData
     from p2pfl.plugins.manager import PluginInfo, PluginManager
+    from p2pfl.testing.network import LearnerFactory, MemoryCluster
+    from p2pfl.workflow import Workflow
 
 
 @pytest.fixture
@@ -60,3 +64,81 @@ def make_node_data() -> Callable[..., NodeData]:
     from p2pfl.testing.data import synthetic_node_data
 
     return synthetic_node_data
+
+
+@pytest.fixture
+def memory_cluster() -> Iterator[Callable[..., MemoryCluster]]:
+    """``make(n=3, **options) -> MemoryCluster``: an N-node in-memory network, closed at teardown.
+
+    Nodes are real :class:`~p2pfl.node.Node` objects on one
+    :class:`~p2pfl.communication.memory.MemoryNetwork`, connected and discovered when
+    ``make`` returns (unless ``start=False``). Components named by string are looked up
+    in the process's plugin manager, which is the test's own manager once
+    ``p2pfl_register_plugin`` was used: register your plugin *before* calling ``make``.
+
+    Keyword arguments:
+        learner: ``(index, node_data, seed) -> Learner`` (default: numpy softmax regression;
+            :func:`p2pfl.testing.network.numpy_learner_factory` builds MLPs).
+        aggregator: a registered aggregator name or an instance (default ``"fedavg"``);
+            ``aggregator_options`` are its keyword arguments.
+        codecs: codec instances or ``{"name": ..., **params}`` specs, applied in order.
+        workflow: a registered workflow name (plugin kind ``stages``) or a zero-argument
+            callable returning a :class:`~p2pfl.workflow.Workflow` (default: ``"default"``).
+        edges: undirected ``(i, j)`` node-index pairs (default: a ring).
+        data: ``(index) -> NodeData`` (default: :func:`iid_blobs`, one learnable task split
+            evenly between the nodes).
+        settings, plugins, workers, start: see :class:`~p2pfl.testing.network.MemoryCluster`.
+    """
+    clusters: list[MemoryCluster] = []
+
+    def make(
+        n: int = 3,
+        *,
+        learner: LearnerFactory | None = None,
+        aggregator: Any = "fedavg",
+        aggregator_options: Mapping[str, Any] | None = None,
+        codecs: Sequence[Any] = (),
+        workflow: str | Callable[[], Workflow] | None = None,
+        edges: Sequence[tuple[int, int]] | None = None,
+        data: Callable[[int], NodeData] | None = None,
+        start: bool = True,
+        **options: Any,
+    ) -> MemoryCluster:
+        from p2pfl.testing.network import MemoryCluster
+
+        cluster = MemoryCluster(
+            n,
+            edges,
+            data=data or iid_blobs(n),
+            learner=learner,
+            aggregator=aggregator,
+            aggregator_options=aggregator_options,
+            codecs=codecs,
+            start=False,
+            **options,
+        )
+        clusters.append(cluster)
+        if workflow is not None:
+            for node in cluster.nodes:  # one workflow object per node: workflows may keep state
+                node.workflow = node.plugins.load("stages", workflow)() if isinstance(workflow, str) else workflow()
+        if start:
+            cluster.start()
+        return cluster
+
+    yield make
+    for cluster in reversed(clusters):
+        cluster.close()
+
+
+def iid_blobs(n: int, rows_per_node: int = 120, num_test: int = 60, seed: int = 0) -> Callable[[int], NodeData]:
+    """``(index) -> NodeData``: one synthetic blob dataset, its train split cut into ``n`` equal parts.
+
+    Every node gets ``rows_per_node`` training rows of the same task and the same test split,
+    so a federation of working components reaches the accuracy of a single learner.
+    """
+    from dataclasses import replace
+
+    from p2pfl.testing.data import synthetic_node_data
+
+    full = synthetic_node_data(num_train=rows_per_node * n, num_test=num_test, seed=seed)
+    return lambda index: replace(full, train=full.train.shard(num_shards=n, index=index, contiguous=True))
