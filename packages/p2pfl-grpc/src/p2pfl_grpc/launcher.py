@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pfl.experiment.config import ConfigError
-from p2pfl.experiment.results import write_results
-from p2pfl.experiment.runner import node_id_for, topology_edges
+from p2pfl.experiment.runner import finish_experiment, node_id_for, topology_edges
 from p2pfl.experiment.summary import summarize_records
 from p2pfl.plugins import PluginManager
 
@@ -257,8 +256,4 @@ def launch_experiment(cfg: Mapping[str, Any], plugins: PluginManager) -> dict[st
         summary = asyncio.run(_run(cfg, plugins))
     except NodeProcessError as exc:
         raise RuntimeError(f"the node processes failed: {exc}") from None
-    out = cfg["output"]
-    if out["dir"]:
-        summary["output_dir"] = str(write_results(out["dir"], cfg, summary, plots=out["plots"]))
-    plugins.notify("p2pfl_experiment_finished", summary=summary, output_dir=out["dir"])
-    return summary
+    return finish_experiment(cfg, plugins, summary)

@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "aggregator": {"name": "fedavg"},
     "compression": [],
     "settings": {},
-    "output": {"dir": None, "plots": True},
+    "output": {"dir": "results/{name}", "plots": True},  # dir: null writes nothing
     "plugins": {"dirs": []},
     "attack": None,
 }
@@ -177,8 +177,10 @@ def validate(config: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any
     _compression(v, cfg["compression"])
     _settings(v, cfg["settings"])
     v.typed("output.plots", cfg["output"]["plots"], bool)
-    if cfg["output"]["dir"] is not None:
+    if cfg["output"]["dir"]:
         v.typed("output.dir", cfg["output"]["dir"], str)
+        if isinstance(cfg["output"]["dir"], str) and isinstance(cfg["name"], str):
+            cfg["output"]["dir"] = cfg["output"]["dir"].replace("{name}", cfg["name"])
     v.typed("plugins.dirs", cfg["plugins"]["dirs"], list)
     if cfg["attack"] is not None:
         _attack(v, cfg["attack"], cfg["network"].get("nodes"))

@@ -137,6 +137,15 @@ def node_settings(cfg: Mapping[str, Any]) -> NodeSettings:
     return settings
 
 
+def finish_experiment(cfg: Mapping[str, Any], plugins: PluginManager, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the output directory (if any) and tell observers the experiment finished."""
+    out = cfg["output"]
+    if out["dir"]:
+        summary["output_dir"] = str(write_results(out["dir"], cfg, summary, plots=out["plots"]))
+    plugins.notify("p2pfl_experiment_finished", summary=summary, output_dir=out["dir"] or None)
+    return summary
+
+
 def node_id_for(cfg: Mapping[str, Any], index: int) -> str:
     """The id of node ``index`` of an experiment (zero-padded to the width of the largest index)."""
     width = len(str(cfg["network"]["nodes"] - 1))
@@ -262,11 +271,7 @@ class Simulation:
     def summary(self) -> dict[str, Any]:
         params = [node.get_parameters() for node in self.nodes]
         summary = summarize(self.cfg, self.nodes, params, time.perf_counter() - self.started, self.interrupted)
-        out = self.cfg["output"]
-        if out["dir"]:
-            summary["output_dir"] = str(write_results(out["dir"], self.cfg, summary, plots=out["plots"]))
-        self.plugins.notify("p2pfl_experiment_finished", summary=summary, output_dir=out["dir"])
-        return summary
+        return finish_experiment(self.cfg, self.plugins, summary)
 
     def close(self) -> None:
         for node in self.nodes:
