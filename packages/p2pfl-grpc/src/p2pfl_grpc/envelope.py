@@ -104,7 +104,7 @@ def _tensor_parts(name: str, array: np.ndarray, offset: int) -> tuple[list[bytes
     # the data starts after: outer prefix, header, padding field (tag + 1-byte length + pad), data prefix
     before = offset + outer + len(header) + len(pad_tag) + 1 + len(data_prefix)
     pad = -before % ALIGN
-    body = [header, pad_tag + bytes([pad]) + bytes(pad), data_prefix, data]
+    body: list[bytes | memoryview] = [header, pad_tag + bytes([pad]) + bytes(pad), data_prefix, data]
     length = sum(len(p) for p in body)
     return [_tag(1, LEN) + _wide_varint(length), *body], outer + length
 
