@@ -244,3 +244,17 @@ def test_two_hundred_nodes_use_a_bounded_number_of_threads():
         assert cluster.learn(rounds=1, trainset_size=10, timeout=600)
         assert cluster.agree()
     assert 0 < peak < 20, f"{peak} threads for 200 nodes"
+
+
+@pytest.mark.parametrize("edges", [[(0, 1), (2, 3), (1, 2)], [(0, 1), (2, 3), (4, 5), (1, 2), (3, 4)]])
+def test_parts_joined_later_learn_every_member(edges):
+    """Edges added between already-formed parts: every node still learns every other node."""
+    n = max(max(e) for e in edges) + 1
+    with MemoryCluster(n, edges, start=False) as cluster:
+        for node in cluster.nodes:
+            node.start()
+        for i, j in edges:
+            cluster.nodes[i].connect(cluster.nodes[j].address)
+        assert all(cluster.runtime.run(node.await_members(n, DEADLINE)) for node in cluster.nodes)
+        assert cluster.learn(rounds=1, timeout=DEADLINE)
+        assert cluster.agree()

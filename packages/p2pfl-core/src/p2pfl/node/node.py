@@ -242,6 +242,7 @@ class Node:
 
     async def _begin(self, plan: LearningPlan, first_round: int) -> None:
         self.plan, self.round, self.status = plan, first_round - 1, "learning"
+        await self._settle_training()  # a fit of a stopped experiment may still be returning
         self._finished.clear()
         if self._model is None or first_round == 1:
             self._model = freeze(await self.runtime.in_worker(self.learner.get_parameters))
@@ -263,29 +264,30 @@ class Node:
 
     async def train(self, epochs: int, correction: GradientCorrection | None) -> FitResult:
         """Run the learner's fit in the worker pool; :meth:`_halt` can interrupt it."""
-        self._training = asyncio.get_running_loop().run_in_executor(
-            self.runtime.executor, self.learner.fit, epochs, correction
-        )
-        try:
-            return await asyncio.shield(self._training)
-        finally:
-            self._training = None
+        fit = asyncio.get_running_loop().run_in_executor(self.runtime.executor, self.learner.fit, epochs, correction)
+        self._training = fit
+        fit.add_done_callback(lambda _: setattr(self, "_training", None) if self._training is fit else None)
+        return await asyncio.shield(fit)  # cancelling the workflow must not orphan the thread unnoticed
 
     async def _halt(self, reason: str) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
             log.info("%s: stopping learning (%s)", self.id, reason)
-            training = self._training
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            # the fit runs in a thread: make sure it has returned before the learner is reused
-            # (an interrupt that lands just before fit starts is lost, so repeat it on a timer)
-            while training is not None and not training.done():
-                self.learner.interrupt()
-                await asyncio.wait([training], timeout=0.5)
         if self.status == "learning":
             self.status = "idle"
         self._finished.set()
+        await self._settle_training()
+
+    async def _settle_training(self) -> None:
+        """Wait until a fit still running in its thread has returned, so the learner can be reused.
+
+        An interrupt that lands just before the fit starts is lost, so it is repeated on a timer.
+        """
+        while (fit := self._training) is not None and not fit.done():
+            self.learner.interrupt()
+            await asyncio.wait([fit], timeout=0.5)
 
     def begin_round(self, r: int) -> None:
         """Called by workflows when round ``r`` starts: stale messages are dropped from now on."""
@@ -398,15 +400,24 @@ class Node:
         self._wake()
 
     def _on_hello(self, msg: Message) -> None:
-        for node in (msg.origin, *msg.args[:1]):
-            if node != self.id:
+        """A gossiped announcement of members (its origin and the ids it lists)."""
+        for node in (msg.origin, *msg.args):
+            if node and node != self.id:
                 self.members.add(node)
                 self.gone.pop(node, None)
         self._wake()
 
     def _on_members(self, msg: Message) -> None:
-        self.members.update(m for m in msg.args if m and m not in self.gone)
-        self._wake()
+        """A new neighbour's whole membership: announce what is new to our side of the network.
+
+        Two parts of a network joined by a new edge thus learn each other completely, and any
+        member learned later is announced by a flood that crosses every edge.
+        """
+        new = sorted(m for m in msg.args if m and m != self.id and m not in self.members and m not in self.gone)
+        if new:
+            self.members.update(new)
+            self.gossip.broadcast(Message(HELLO, origin=self.id, args=tuple(new)))
+            self._wake()
 
     def _on_gone(self, msg: Message) -> None:
         if not msg.args or msg.args[0] == self.id:
