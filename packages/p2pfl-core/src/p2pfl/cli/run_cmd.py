@@ -72,6 +72,9 @@ def run(
     except ConfigError as exc:
         click.echo(click.style("error: ", fg="red") + str(exc), err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # before learning started: nothing was measured
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     if not quiet:
         print_node_table(summary)
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -53,6 +54,8 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     path = Path(source)
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not a UTF-8 text file"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except yaml.YAMLError as exc:
@@ -166,9 +169,18 @@ def validate(config: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any
     v.keys("", config, list(DEFAULTS))
     cfg = merge_defaults({k: val for k, val in config.items() if k in DEFAULTS})
     v.typed("name", cfg["name"], str)
-    v.typed("seed", cfg["seed"], int)
-    for section in ("network", "data", "model", "training", "output", "plugins"):
-        v.keys(section, cfg[section], list(DEFAULTS[section]))
+    v.typed("seed", cfg["seed"], int, lambda s: s >= 0, "an integer >= 0")
+    for section in ("network", "data", "model", "training", "output", "plugins", "settings"):
+        if section == "settings":
+            if not isinstance(cfg[section], Mapping):
+                v.add(section, f"must be a mapping, got {type(cfg[section]).__name__}")
+        else:
+            v.keys(section, cfg[section], list(DEFAULTS[section]))
+    if v.problems and any(
+        not isinstance(cfg[s], Mapping)
+        for s in ("network", "data", "model", "training", "output", "plugins", "settings")
+    ):
+        raise ConfigError(v.problems)  # the checks below need the sections to be mappings
     _network(v, cfg["network"])
     _data(v, cfg["data"])
     _model(v, cfg["model"])
@@ -224,7 +236,13 @@ def _training(v: Validator, training: Mapping[str, Any], nodes: Any) -> None:
             f"an integer between 1 and network.nodes ({bound})",
         )
     v.component("training.workflow", "stages", training["workflow"])
-    v.typed("training.timeout", training["timeout"], (int, float), lambda t: t > 0, "a positive number of seconds")
+    v.typed(
+        "training.timeout",
+        training["timeout"],
+        (int, float),
+        lambda t: 0 < t < math.inf,
+        "a positive, finite number of seconds",
+    )
 
 
 def _compression(v: Validator, compression: Any) -> None:
@@ -261,6 +279,14 @@ def _settings(v: Validator, settings: Any) -> None:
         return
     defaults = NodeSettings()
     for key, value in settings.items():
-        if key in allowed:
-            kind = type(getattr(defaults, key))
-            v.typed(f"settings.{key}", value, (int, float) if kind is float else kind)
+        if key not in allowed:
+            continue
+        kind = type(getattr(defaults, key))
+        if kind is bool:
+            v.typed(f"settings.{key}", value, bool)
+        else:  # timeouts, capacities and the hop limit are positive; max_rounds_ahead may be 0
+            kinds = (int, float) if kind is float else kind
+            if key == "max_rounds_ahead":
+                v.typed(f"settings.{key}", value, kinds, lambda x: 0 <= x < math.inf, "an integer >= 0")
+            else:
+                v.typed(f"settings.{key}", value, kinds, lambda x: 0 < x < math.inf, "a positive, finite number")

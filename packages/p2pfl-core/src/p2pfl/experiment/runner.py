@@ -12,8 +12,9 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from p2pfl.data.node_data import build_node_data
 from p2pfl.experiment.attacks import ByzantineLearner, attack_options
@@ -21,13 +22,14 @@ from p2pfl.experiment.config import ConfigError, apply_overrides, component_spec
 from p2pfl.experiment.results import write_results
 from p2pfl.experiment.summary import summarize
 from p2pfl.learning.learner import NodeData
-from p2pfl.node.components import build_learner
+from p2pfl.node.components import build_aggregator, build_codecs, build_learner
 from p2pfl.node.node import Node
 from p2pfl.node.runtime import Runtime, default_workers
 from p2pfl.node.settings import NodeSettings
 from p2pfl.plugins import PluginManager, default_plugin_manager, resolve_target
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def prepare_config(
@@ -35,7 +37,9 @@ def prepare_config(
 ) -> tuple[dict[str, Any], PluginManager]:
     """Load, override and validate a config; also returns the plugin manager that resolves it."""
     raw = apply_overrides(load_config(config), overrides)
-    dirs = (raw.get("plugins") or {}).get("dirs") or [] if isinstance(raw.get("plugins"), dict) else []
+    dirs = raw["plugins"].get("dirs") or [] if isinstance(raw.get("plugins"), dict) else []
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise ConfigError([f"plugins.dirs: must be a list of folder paths, got {dirs!r}"])
     if plugins is None:
         try:
             plugins = PluginManager(plugin_dirs=dirs) if dirs else default_plugin_manager()
@@ -67,6 +71,11 @@ def run_experiment(
         if launcher is None:
             protocol = cfg["network"]["protocol"]
             raise ConfigError([f"network.processes: protocol {protocol!r} cannot run nodes as processes"])
+    if cfg["output"]["dir"]:
+        try:  # fail now, not after training
+            Path(cfg["output"]["dir"]).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError([f"output.dir: cannot create {cfg['output']['dir']!r}: {exc.strerror or exc}"]) from None
     registered = [plugins.register(obs, name=f"observer-{id(obs)}") for obs in observers]
     try:
         if launcher is not None:
@@ -99,7 +108,7 @@ def call_builder(build: str, params: Mapping[str, Any], data: NodeData, seed: in
     kwargs = {k: v for k, v in extra.items() if k in accepted and k not in params}
     try:
         return builder(**params, **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError([f"model.params: {build} rejected them: {exc}"]) from None
 
 
@@ -113,8 +122,8 @@ def node_data_for(cfg: Mapping[str, Any], plugins: PluginManager) -> list[NodeDa
         ds_params.setdefault("seed", seed)  # seeds the train/test split of sources without one
     try:
         spec = loader(**ds_params)
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        raise ConfigError([f"data.dataset: {exc}"]) from None
+    except Exception as exc:  # a dataset that cannot be loaded is a config problem (path, format, network)
+        raise ConfigError([f"data.dataset: {type(exc).__name__}: {exc}"]) from None
     partitioner = plugins.load("partitioners", part_name)
     try:
         return build_node_data(spec, partitioner, n, seed=seed, batch_size=data["batch_size"], **part_params)
@@ -170,42 +179,44 @@ def build_node(
     """
     seed = cfg["seed"] * 1000 + index
     model = call_builder(cfg["model"]["build"], cfg["model"]["params"], data, seed)
+    learner = built("model.options", lambda: learner_for(cfg, plugins, index, model, data, seed))
     agg_name, agg_params = named_spec(cfg["aggregator"])
     if plugins.registry("aggregators").get(agg_name).metadata.get("needs_num_nodes"):
         agg_params = {**agg_params, "num_nodes": cfg["network"]["nodes"]}
-    options = cfg["network"]["protocol_options"] if protocol_options is None else protocol_options
-    try:
-        return Node(
-            model,
-            data,
-            learner=learner_for(cfg, plugins, index, model, data, seed),
-            aggregator=agg_name,
-            aggregator_options=agg_params,
-            protocol=cfg["network"]["protocol"],
-            address=address,
-            protocol_options=dict(options),
-            node_id=node_id or node_id_for(cfg, index),
-            codecs=cfg["compression"],
-            workflow=cfg["training"]["workflow"],
-            settings=node_settings(cfg),
-            seed=seed,
-            learner_options=cfg["model"]["options"],
-            plugins=plugins,
-            runtime=runtime,
+    aggregator = built("aggregator", lambda: build_aggregator(plugins, agg_name, agg_params))
+    trainers = cfg["training"]["trainset_size"] or cfg["network"]["nodes"]
+    if aggregator.min_updates > trainers:
+        raise ConfigError(
+            [
+                f"aggregator: {agg_name} needs at least {aggregator.min_updates} updates per round, "
+                f"but {trainers} nodes train (training.trainset_size / network.nodes)"
+            ]
         )
+    codecs = [built(f"compression[{i}]", partial(build_codecs, plugins, [spec], seed))[0]
+              for i, spec in enumerate(cfg["compression"])]  # fmt: skip
+    options = cfg["network"]["protocol_options"] if protocol_options is None else protocol_options
+    return built("network", lambda: Node(
+        model, data, learner=learner, aggregator=aggregator, protocol=cfg["network"]["protocol"], address=address,
+        protocol_options=dict(options), node_id=node_id or node_id_for(cfg, index), codecs=codecs,
+        workflow=cfg["training"]["workflow"], settings=node_settings(cfg), seed=seed, plugins=plugins, runtime=runtime,
+    ))  # fmt: skip
+
+
+def built(path: str, make: Callable[[], T]) -> T:
+    """``make()``, with a component's rejection of its parameters reported under the config key ``path``."""
+    try:
+        return make()
     except (TypeError, ValueError) as exc:
-        raise ConfigError([f"node {index}: {exc}"]) from None
+        raise ConfigError([f"{path}: {exc}"]) from None
 
 
 def learner_for(
     cfg: Mapping[str, Any], plugins: PluginManager, index: int, model: Any, data: NodeData, seed: int
 ) -> Any:
-    """The learner name, or for a Byzantine node (``attack``) its learner wrapped by the attack."""
+    """The node's learner; a Byzantine node's (``attack``) is wrapped by the attack."""
+    learner = build_learner(plugins, cfg["model"]["learner"], model, data, seed, cfg["model"]["options"])
     attack = attack_options(cfg["attack"], index)
-    if attack is None:
-        return cfg["model"]["learner"]
-    inner = build_learner(plugins, cfg["model"]["learner"], model, data, seed, cfg["model"]["options"])
-    return ByzantineLearner(inner, seed=seed, **attack)
+    return learner if attack is None else ByzantineLearner(learner, seed=seed, **attack)
 
 
 class Simulation:

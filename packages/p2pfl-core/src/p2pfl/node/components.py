@@ -56,17 +56,19 @@ def build_aggregator(plugins: PluginManager, aggregator: Any, options: dict[str,
     return result
 
 
-def build_codecs(plugins: PluginManager, specs: Sequence[Codec | Mapping[str, Any]], seed: int = 0) -> list[Codec]:
+def build_codecs(
+    plugins: PluginManager, specs: Sequence[Codec | str | Mapping[str, Any]], seed: int = 0
+) -> list[Codec]:
     """Codec instances; seeded codecs (random-k, DP noise) get the node's seed unless the spec sets one."""
     codecs = []
     for spec in specs:
         if isinstance(spec, Codec):
             codecs.append(spec)
             continue
-        params = dict(spec)
+        params: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
         name = params.pop("name", None)
         if not isinstance(name, str):
-            raise ComponentError(f"codec spec {dict(spec)!r} needs a 'name'")
+            raise ComponentError(f"codec spec {spec!r} needs a 'name'")
         cls = plugins.load("compressors", name)
         if "seed" in inspect.signature(cls).parameters:
             params.setdefault("seed", seed)

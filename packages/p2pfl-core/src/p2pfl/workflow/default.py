@@ -129,11 +129,13 @@ class Aggregate(Stage):
         updates = sorted(ctx.updates, key=lambda u: sorted(u.contributors))
         if not updates:
             log.warning("%s: round %d: no update arrived; keeping the round's starting model", node.id, ctx.round)
+            await self.keep_base(ctx)
             return
         try:
             ctx.aggregated = await node.runtime.in_worker(node.aggregator.aggregate, updates, ctx.base)
         except AggregationError as exc:
             log.error("%s: round %d: aggregation failed, keeping the starting model: %s", node.id, ctx.round, exc)
+            await self.keep_base(ctx)
             return
         await node.adopt(ctx.aggregated)
         contributors = sorted(ctx.aggregated.contributors)
@@ -144,6 +146,11 @@ class Aggregate(Stage):
             contributors=contributors,
             parameters=freeze(ctx.aggregated.parameters),
         )
+
+    @staticmethod
+    async def keep_base(ctx: RoundContext) -> None:
+        """Every node (trainers too, whose learner holds their own update) falls back to the base."""
+        await ctx.node.adopt(Update(ctx.base, 0, frozenset(), ctx.round, dict(ctx.node.round_extras)))
 
 
 class Evaluate(Stage):
