@@ -27,8 +27,13 @@ def run(cmd, **kwargs):
 def venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("fresh")
     wheels = root / "wheels"
+    outside_hatch = {k: v for k, v in os.environ.items() if not k.startswith("HATCH_")}  # (a nested run)
     for dist in DISTRIBUTIONS:
-        run([sys.executable, "-m", "hatch", "build", "-t", "wheel", str(wheels)], cwd=ROOT / "packages" / dist)
+        run(
+            [sys.executable, "-m", "hatch", "build", "-t", "wheel", str(wheels)],
+            cwd=ROOT / "packages" / dist,
+            env=outside_hatch,
+        )
     run([sys.executable, "-m", "venv", str(root / "venv")])
     bin_dir = root / "venv" / "bin"
     run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *map(str, sorted(wheels.glob("*.whl")))])
