@@ -179,12 +179,16 @@ class ProcessCluster:
         )
         await self.nodes[0].expect("started", self.timeout)
 
-    async def reports(self, timeout: float) -> list[dict[str, Any] | None]:
-        """Each node's report once its experiment ends; ``None`` for a node process that died."""
+    async def reports(self, timeout: float, ask: bool = True) -> list[dict[str, Any] | None]:
+        """Each node's report once its experiment ends; ``None`` for a node process that died.
+
+        ``ask=False`` collects reports already asked for (after an interrupted wait).
+        """
 
         async def one(node: NodeProcess) -> dict[str, Any] | None:
             try:
-                await node.send("report", timeout=timeout)
+                if ask:
+                    await node.send("report", timeout=timeout)
                 return await node.expect("report", timeout + 30)
             except NodeProcessError:
                 return None
@@ -209,7 +213,11 @@ class ProcessCluster:
 
 
 def summarize_reports(
-    cfg: Mapping[str, Any], cluster: ProcessCluster, reports: Sequence[dict[str, Any] | None], wall: float
+    cfg: Mapping[str, Any],
+    cluster: ProcessCluster,
+    reports: Sequence[dict[str, Any] | None],
+    wall: float,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The summary ``p2pfl run`` prints; a node whose process died appears with status ``crashed``."""
     per_node: list[dict[str, Any]] = []
@@ -231,7 +239,7 @@ def summarize_reports(
         else:
             per_node.append(report["summary"])
             histories[node.node_id] = report["history"]
-    return summarize_records(cfg, per_node, histories, wall, interrupted=False)
+    return summarize_records(cfg, per_node, histories, wall, interrupted)
 
 
 async def _run(cfg: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any]:
@@ -240,8 +248,16 @@ async def _run(cfg: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any]
         await cluster.connect(topology_edges(cfg, plugins))
         started = time.perf_counter()
         await cluster.start_learning()
-        reports = await cluster.reports(float(cfg["training"]["timeout"]))
-        return summarize_reports(cfg, cluster, reports, time.perf_counter() - started)
+        interrupted = False
+        try:
+            reports = await cluster.reports(float(cfg["training"]["timeout"]))
+        except asyncio.CancelledError:  # Ctrl-C: stop learning everywhere and keep what was measured
+            if (task := asyncio.current_task()) is not None:
+                task.uncancel()
+            interrupted = True
+            await cluster.nodes[0].send("stop_learning")
+            reports = await cluster.reports(60.0, ask=False)
+        return summarize_reports(cfg, cluster, reports, time.perf_counter() - started, interrupted)
 
 
 def launch_experiment(cfg: Mapping[str, Any], plugins: PluginManager) -> dict[str, Any]:

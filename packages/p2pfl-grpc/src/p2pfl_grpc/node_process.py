@@ -91,6 +91,11 @@ def report(node: Node) -> dict[str, Any]:
     return {"summary": node_summary(node, node.get_parameters()), "history": list(node.history)}
 
 
+def send_report(node: Node, emit: EventWriter, timeout: float) -> None:
+    finished = node.wait_finished(timeout)
+    emit("report", node=node.id, finished=finished, **report(node))
+
+
 def serve_stdio(node: Node, emit: EventWriter) -> None:
     """Obey JSON commands on stdin until ``stop`` or end of input (the parent is gone)."""
     for line in sys.stdin:
@@ -104,9 +109,12 @@ def serve_stdio(node: Node, emit: EventWriter) -> None:
                 emit("members", ok=ok, members=sorted(node.members))
             elif name == "start_learning":
                 emit("started", experiment=node.start_learning(**command))
-            elif name == "report":  # after the experiment ends (or the timeout passes)
-                finished = node.wait_finished(float(command.get("timeout", 0)))
-                emit("report", node=node.id, finished=finished, **report(node))
+            elif name == "report":  # after the experiment ends (or the timeout passes), without blocking commands
+                timeout = float(command.get("timeout", 0))
+                threading.Thread(target=send_report, args=(node, emit, timeout), daemon=True).start()
+            elif name == "stop_learning":  # the parent was interrupted: stop everywhere, keep what was measured
+                node.stop_learning()
+                emit("learning_stopped", node=node.id)
             elif name == "stop":
                 break
             else:
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--stdio", action="store_true", help="obey JSON commands on stdin")
     args = parser.parse_args(argv)
+    if args.stdio:  # the parent handles Ctrl-C (which the terminal sends to us too) and tells us what to do
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     emit = EventWriter()
     cfg, plugins = prepare_config(args.config)
