@@ -258,3 +258,27 @@ def test_parts_joined_later_learn_every_member(edges):
         assert all(cluster.runtime.run(node.await_members(n, DEADLINE)) for node in cluster.nodes)
         assert cluster.learn(rounds=1, timeout=DEADLINE)
         assert cluster.agree()
+
+
+class BrokenLearner(NumpyLearner):
+    def fit(self, epochs, correction=None):
+        raise RuntimeError("out of memory")
+
+
+def test_node_failing_locally_tells_the_others(caplog):
+    """A trainer whose fit raises leaves the experiment and says so: nobody waits for the deadline."""
+    caplog.set_level(logging.INFO, logger="p2pfl")
+
+    def make(index, data, seed):
+        cls = BrokenLearner if index == 2 else NumpyLearner
+        return cls(NumpyModel(8, data.num_classes, seed=seed), data, seed=seed)
+
+    settings = NodeSettings(aggregation_timeout=3600)
+    with MemoryCluster(4, ring_edges(4), learner=make, settings=settings) as cluster:
+        survivors = [n for i, n in enumerate(cluster.nodes) if i != 2]
+        cluster.nodes[0].start_learning(rounds=2)
+        assert cluster.wait(DEADLINE, survivors)
+        assert [n.status for n in survivors] == ["finished"] * 3
+        assert cluster.nodes[2].status == "idle"
+        assert cluster.agree(survivors)
+    assert "left the experiment: RuntimeError: out of memory" in caplog.text

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # message kinds handled by core (others are relayed, never executed)
 HELLO, MEMBERS, GONE, START, STOP, SYNC = "hello", "members", "gone", "start_learning", "stop_learning", "sync"
+ABANDON = "abandon"  # a node left the current experiment (it failed locally) but stays in the network
 ROUND_KINDS = ("update", "model_init")
 UNKNOWN_EXPERIMENT_BUFFER = 1024
 
@@ -116,6 +117,7 @@ class Node:
 
         self.members: set[str] = {self.id}  # nodes known to be alive
         self.gone: dict[str, str] = {}  # node id -> why it is gone
+        self.abandoned: dict[str, str] = {}  # node id -> why it left the current experiment
         self.plan: LearningPlan | None = None
         self.round = 0
         self.status = "created"  # created -> idle -> learning -> finished/idle -> stopped
@@ -135,6 +137,7 @@ class Node:
             START: self._on_start,
             STOP: self._on_stop,
             SYNC: self._on_sync,
+            ABANDON: self._on_abandon,
         }
 
     # ================================================================== synchronous facade
@@ -242,6 +245,7 @@ class Node:
 
     async def _begin(self, plan: LearningPlan, first_round: int) -> None:
         self.plan, self.round, self.status = plan, first_round - 1, "learning"
+        self.abandoned.clear()
         await self._settle_training()  # a fit of a stopped experiment may still be returning
         self._finished.clear()
         if self._model is None or first_round == 1:
@@ -256,9 +260,13 @@ class Node:
             log.info("%s: experiment %s finished after round %d", self.id, plan.id[:8], self.round)
         except asyncio.CancelledError:
             self.status = "idle"
-        except Exception:
+        except Exception as exc:
             log.exception("%s: experiment %s failed", self.id, plan.id[:8])
             self.status = "idle"
+            # tell the others, so that nobody waits for our updates until the deadline
+            self.gossip.broadcast(
+                Message(ABANDON, origin=self.id, args=(f"{type(exc).__name__}: {exc}"[:500],), experiment=plan.id)
+            )
         finally:
             self._finished.set()
 
@@ -448,6 +456,16 @@ class Node:
             log.info("%s: experiment %s started without us; waiting for a sync", self.id, plan.id[:8])
             return
         asyncio.get_running_loop().create_task(self._begin(plan, first_round=1))
+
+    def _on_abandon(self, msg: Message) -> None:
+        if self.plan is not None and msg.experiment == self.plan.id:
+            self.abandoned[msg.origin] = f"left the experiment: {msg.args[0] if msg.args else 'failed'}"
+            log.info("%s: %s %s", self.id, msg.origin, self.abandoned[msg.origin])
+            self._wake()
+
+    def unavailable(self, node_id: str) -> str | None:
+        """Why ``node_id`` will not contribute to the current experiment, or None."""
+        return self.gone.get(node_id) or self.abandoned.get(node_id)
 
     def _on_stop(self, msg: Message) -> None:
         if self.plan is not None and msg.experiment == self.plan.id and self.status == "learning":

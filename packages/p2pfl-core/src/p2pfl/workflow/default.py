@@ -90,10 +90,11 @@ class ExchangeUpdates(Stage):
         dropped: set[str] = set()
         while True:
             for t in ctx.trainset:
-                if t not in received and t in node.gone and t not in dropped:
+                why = node.unavailable(t)
+                if t not in received and why and t not in dropped:
                     dropped.add(t)
-                    log.info("%s: round %d: not waiting for %s (%s)", node.id, ctx.round, t, node.gone[t])
-            missing = [t for t in ctx.trainset if t not in received and t not in node.gone]
+                    log.info("%s: round %d: not waiting for %s (%s)", node.id, ctx.round, t, why)
+            missing = [t for t in ctx.trainset if t not in received and not node.unavailable(t)]
             if not missing:
                 break
             remaining = deadline - asyncio.get_running_loop().time()
@@ -205,7 +206,7 @@ class DefaultWorkflow(Workflow):
         deadline = asyncio.get_running_loop().time() + node.settings.start_timeout
         while plan.initiator not in received:
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or plan.initiator in node.gone:
+            if remaining <= 0 or node.unavailable(plan.initiator):
                 raise TimeoutError(f"{node.id}: the initial model from {plan.initiator} never arrived")
             await node.wait_for_change(remaining)
         msg = received[plan.initiator]
