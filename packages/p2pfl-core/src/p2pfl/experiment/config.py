@@ -19,6 +19,7 @@ import yaml
 
 from p2pfl.node.settings import NodeSettings
 from p2pfl.plugins import PluginManager
+from p2pfl.plugins.registry import singular
 
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
@@ -156,7 +157,7 @@ class Validator:
             return
         name, _ = component_spec(value)
         if name is None:
-            self.add(path, f"must be a {kind[:-1]} name or a mapping with 'name'; got {value!r}")
+            self.add(path, f"must be the name of a {singular(kind)} or a mapping with 'name'; got {value!r}")
             return
         registry = self.plugins.registry(kind)
         if name not in registry:

@@ -27,6 +27,7 @@ from p2pfl.node.node import Node
 from p2pfl.node.runtime import Runtime, default_workers
 from p2pfl.node.settings import NodeSettings
 from p2pfl.plugins import PluginManager, default_plugin_manager, resolve_target
+from p2pfl.topology import components
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,7 +101,7 @@ def named_spec(value: Any) -> tuple[str, dict[str, Any]]:
 def call_builder(build: str, params: Mapping[str, Any], data: NodeData, seed: int) -> Any:
     """Call the ``model.build`` callable, passing ``input_shape``/``num_classes``/``seed`` if it takes them."""
     try:
-        builder: Callable[..., Any] = resolve_target(build, what="model.build")
+        builder: Callable[..., Any] = resolve_target(build, what="the builder")
     except Exception as exc:
         raise ConfigError([f"model.build: {exc}"]) from None
     accepted = inspect.signature(builder).parameters
@@ -132,11 +133,22 @@ def node_data_for(cfg: Mapping[str, Any], plugins: PluginManager) -> list[NodeDa
 
 
 def topology_edges(cfg: Mapping[str, Any], plugins: PluginManager) -> list[tuple[int, int]]:
+    """The topology's edges; a graph that leaves some nodes unreachable is a config error."""
     name, params = named_spec(cfg["network"]["topology"])
+    n = cfg["network"]["nodes"]
     try:
-        return list(plugins.load("topologies", name)(cfg["network"]["nodes"], cfg["seed"], **params))
+        edges = list(plugins.load("topologies", name)(n, cfg["seed"], **params))
     except (TypeError, ValueError) as exc:
         raise ConfigError([f"network.topology: {exc}"]) from None
+    parts = components(n, edges)
+    if len(parts) > 1:
+        raise ConfigError(
+            [
+                f"network.topology: the graph is not connected ({len(parts)} separate parts: "
+                f"{[p[:5] for p in parts]}), so the nodes cannot learn together"
+            ]
+        )
+    return edges
 
 
 def node_settings(cfg: Mapping[str, Any]) -> NodeSettings:

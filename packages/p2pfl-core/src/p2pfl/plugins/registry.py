@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def singular(kind: str) -> str:
+    """``"topologies"`` → ``"topology"``, ``"aggregators"`` → ``"aggregator"``."""
+    return kind[:-3] + "y" if kind.endswith("ies") else kind.removesuffix("s")
+
+
 class RegistryError(Exception):
     """Base class of the registry errors."""
 
@@ -52,7 +57,9 @@ class Component:
         if not self.is_lazy:
             return self.target
         if self._loaded is None:
-            self._loaded = resolve_target(self.target, what=f"{self.kind[:-1]} {self.name!r} of plugin {self.plugin!r}")
+            self._loaded = resolve_target(
+                self.target, what=f"{singular(self.kind)} {self.name!r} of plugin {self.plugin!r}"
+            )
         return self._loaded
 
 
@@ -82,7 +89,7 @@ class Registry:
         existing = self._components.get(component.name)
         if existing is not None:
             raise DuplicateComponentError(
-                f"{self.kind[:-1]} {component.name!r} is registered twice: by plugin "
+                f"{singular(self.kind)} {component.name!r} is registered twice: by plugin "
                 f"{existing.plugin!r} and by plugin {component.plugin!r}"
             )
         self._components[component.name] = component
@@ -100,7 +107,7 @@ class Registry:
 
     def unknown_message(self, name: str) -> str:
         available = sorted(self._components)
-        message = f"unknown {self.kind[:-1]} {name!r}; available: {', '.join(available) or '(none)'}"
+        message = f"unknown {singular(self.kind)} {name!r}; available: {', '.join(available) or '(none)'}"
         close = difflib.get_close_matches(str(name), available, n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
