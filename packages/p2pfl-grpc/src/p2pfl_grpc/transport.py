@@ -25,7 +25,6 @@ a slow or dead peer delays only what is sent to it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -422,10 +421,19 @@ class GrpcTransport(Transport):
         self._drop(peer, "disconnected", failed=False)
 
     async def _leave(self, peer: _Peer, reason: str) -> None:
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+        """Say goodbye; best effort (the peer may be going away too)."""
+        try:
             await self._method(peer.channel, "unary_unary", "Leave", pb.Ack)(
                 pb.Bye(reason=reason), metadata=self._metadata(peer), timeout=self.leave_timeout
             )
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            # grpc reports a call cancelled under it (its channel closed as the peer left at the
+            # same moment) as CancelledError; only a cancellation of this task itself propagates
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     # ------------------------------------------------------------------ sending
 
