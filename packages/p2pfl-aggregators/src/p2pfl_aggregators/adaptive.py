@@ -162,10 +162,10 @@ class AdaptiveOptimizer(ServerOptimizer):
 
     def __init__(
         self,
-        eta: float,
-        beta1: float,
-        beta2: float,
-        tau: float,
+        eta: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        tau: float = 1e-3,
         *,
         statistics: Sequence[str] | None = None,
         min_updates: int | None = None,
@@ -219,18 +219,6 @@ class FedAdam(AdaptiveOptimizer):
 
     name = "fedadam"
 
-    def __init__(
-        self,
-        eta: float = 0.01,
-        beta1: float = 0.9,
-        beta2: float = 0.99,
-        tau: float = 1e-3,
-        *,
-        statistics: Sequence[str] | None = None,
-        min_updates: int | None = None,
-    ) -> None:
-        super().__init__(eta, beta1, beta2, tau, statistics=statistics, min_updates=min_updates)
-
     def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return self.beta2 * v + (1.0 - self.beta2) * d2
 
@@ -239,18 +227,6 @@ class FedYogi(AdaptiveOptimizer):
     """FedYogi: ``v = v - (1 - beta2) * D**2 * sign(v - D**2)``."""
 
     name = "fedyogi"
-
-    def __init__(
-        self,
-        eta: float = 0.01,
-        beta1: float = 0.9,
-        beta2: float = 0.99,
-        tau: float = 1e-3,
-        *,
-        statistics: Sequence[str] | None = None,
-        min_updates: int | None = None,
-    ) -> None:
-        super().__init__(eta, beta1, beta2, tau, statistics=statistics, min_updates=min_updates)
 
     def second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return v - (1.0 - self.beta2) * d2 * np.sign(v - d2)
