@@ -9,6 +9,7 @@ Tensors too small to shrink (a packed tensor plus its scale must be smaller) go 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,7 +70,7 @@ class Sign(TensorCodec):
         context: dict[str, Any],
     ) -> np.ndarray:
         dtype, shape = tensor_header(entry, what, budget)
-        size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        size = math.prod(shape)
         bits = check_array(parts[".signs"], what, ndim=1, kind="u8")
         scale = check_array(parts[".scale"], what, ndim=0, kind="f")
         if bits.size != (size + 7) // 8:

@@ -18,6 +18,7 @@ whole.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,7 +134,7 @@ class TopK(_Sparse):
         context: dict[str, Any],
     ) -> np.ndarray:
         dtype, shape = tensor_header(entry, what, budget)
-        size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        size = math.prod(shape)
         values = check_array(parts[".values"], what, ndim=1, kind="f")
         idx = check_array(parts[".indices"], what, ndim=1, kind="i")
         if idx.shape != values.shape or idx.size > size:
@@ -210,7 +211,7 @@ class RandomK(_Sparse):
         context: dict[str, Any],
     ) -> np.ndarray:
         dtype, shape = tensor_header(entry, what, budget)
-        size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        size = math.prod(shape)
         count = as_int(get(entry, "count", what), f"{what} count", 1, max(size - 1, 1))
         stream = as_int(get(entry, "stream", what), f"{what} stream", 0, 2**32)
         values = check_array(parts[".values"], what, ndim=1, kind="f")

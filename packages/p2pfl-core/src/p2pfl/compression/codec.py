@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import ml_dtypes
 import numpy as np
 
 from p2pfl.parameters import Parameters, is_float
@@ -147,7 +148,10 @@ class CodecPipeline:
                 if name not in base or base[name].shape != value.shape:
                     raise CodecError(f"delta for {name!r} does not match the base model")
                 value = base[name].astype(np.float64) + value.astype(np.float64)
-            params[name] = np.asarray(value).astype(np.dtype(_dtype(dtypes[name])), copy=False)
+            dtype = _dtype(dtypes[name])
+            if not (dtype.kind in "fc" or dtype == np.dtype(ml_dtypes.bfloat16)):
+                raise CodecError(f"coded tensor {name!r} declares the non-float dtype {dtype.name}")
+            params[name] = np.asarray(value).astype(dtype, copy=False)
         return params
 
     def metrics(self) -> dict[str, float]:

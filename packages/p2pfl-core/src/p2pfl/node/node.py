@@ -36,6 +36,7 @@ from p2pfl.communication.transport import PeerUnavailableError, Transport, Trans
 from p2pfl.compression.codec import Codec, CodecPipeline
 from p2pfl.learning.learner import FitResult, GradientCorrection, Learner, NodeData, TrainingCallback
 from p2pfl.node.components import build_aggregator, build_codecs, build_learner, build_transport, lazy_decoders
+from p2pfl.node.runtime import Runtime
 from p2pfl.node.settings import NodeSettings
 from p2pfl.parameters import Parameters, Update, freeze
 from p2pfl.plugins import PluginManager, default_plugin_manager
@@ -91,10 +92,8 @@ class Node:
         aggregator_options: Mapping[str, Any] | None = None,
         protocol_options: Mapping[str, Any] | None = None,
         plugins: PluginManager | None = None,
-        runtime: Any = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        from p2pfl.node.runtime import Runtime
-
         self.id = node_id or f"node-{uuid.uuid4().hex[:8]}"
         self.settings = settings or NodeSettings()
         self.plugins = plugins or default_plugin_manager()
